@@ -1,0 +1,153 @@
+"""Typed registry records: what the registry hooks return and what ``add_*`` functions create.
+
+A run selects components by name from these records, never by plugin order. ``dist`` names the
+distribution that registered the record ("<code>" for in-process registrations), so duplicate names
+can be reported with both owners.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+import attrs
+
+from btkit.errors import ConfigError
+
+INTERVAL_MS: dict[str, int] = {
+    "1m": 60_000,
+    "3m": 180_000,
+    "5m": 300_000,
+    "15m": 900_000,
+    "30m": 1_800_000,
+    "1h": 3_600_000,
+    "2h": 7_200_000,
+    "4h": 14_400_000,
+    "6h": 21_600_000,
+    "8h": 28_800_000,
+    "1d": 86_400_000,
+}
+STRATEGY_INTERVALS = ("1m", "3m", "5m", "15m", "30m", "1h")
+
+
+def interval_ms(interval: str) -> int:
+    try:
+        return INTERVAL_MS[interval]
+    except KeyError:
+        raise ConfigError(
+            f"unknown interval {interval!r}; use one of {', '.join(INTERVAL_MS)}"
+        ) from None
+
+
+def _name(inst: Any, a: attrs.Attribute, v: Any) -> None:
+    if not isinstance(v, str) or not v.strip():
+        raise ConfigError(f"{type(inst).__name__}.{a.name} must be a non-empty string, got {v!r}")
+
+
+def _callable(inst: Any, a: attrs.Attribute, v: Any) -> None:
+    if not callable(v):
+        raise ConfigError(f"{type(inst).__name__} {inst.name!r}: {a.name} must be callable")
+
+
+def _opt_callable(inst: Any, a: attrs.Attribute, v: Any) -> None:
+    if v is not None:
+        _callable(inst, a, v)
+
+
+def _strategy_interval(inst: Any, a: attrs.Attribute, v: Any) -> None:
+    if v not in STRATEGY_INTERVALS:
+        raise ConfigError(
+            f"strategy {inst.name!r}: interval {v!r} is not a strategy interval; use one of "
+            f"{', '.join(STRATEGY_INTERVALS)}"
+        )
+
+
+def _interval(inst: Any, a: attrs.Attribute, v: Any) -> None:
+    interval_ms(v)
+
+
+@attrs.frozen(kw_only=True)
+class ExchangeSpec:
+    """An exchange: ``get_candles(symbol, interval, since: datetime, limit)`` returns candles
+    (``Candle``, dicts, ``(ts_ms, o, h, l, c, v)`` tuples or an ``(n, 6)`` array), sync or async."""
+
+    name: str = attrs.field(validator=_name)
+    get_candles: Callable[..., Any] = attrs.field(validator=_callable)
+    format_price: Callable[[str, float], str] | None = attrs.field(default=None, validator=_opt_callable)
+    format_quantity: Callable[[str, float], str] | None = attrs.field(default=None, validator=_opt_callable)
+    close: Callable[[], Any] | None = None
+    dist: str = "<code>"
+
+
+@attrs.frozen(kw_only=True)
+class StrategySpec:
+    """A strategy: ``get_signal(symbol, when, current_price)`` returns a Signal, a dict or None."""
+
+    name: str = attrs.field(validator=_name)
+    get_signal: Callable[..., Any] = attrs.field(validator=_callable)
+    interval: str = attrs.field(default="1m", validator=_strategy_interval)
+    risk: str | None = None
+    risks: Sequence[str] = attrs.field(default=(), converter=tuple)
+    callbacks: Any = None
+    dist: str = "<code>"
+
+    @property
+    def risk_names(self) -> tuple[str, ...]:
+        names = ((self.risk,) if self.risk else ()) + tuple(self.risks)
+        return tuple(dict.fromkeys(names))
+
+
+@attrs.frozen(kw_only=True)
+class FrameSpec:
+    """A backtest frame: timestamps from ``start`` to ``min(end, now)`` stepping by ``interval``."""
+
+    name: str = attrs.field(validator=_name)
+    start: datetime
+    end: datetime
+    interval: str = attrs.field(default="1m", validator=_interval)
+    dist: str = "<code>"
+
+    def __attrs_post_init__(self) -> None:
+        for label, value in (("start", self.start), ("end", self.end)):
+            if not isinstance(value, datetime) or value.tzinfo is None:
+                raise ConfigError(f"frame {self.name!r}: {label} must be a timezone-aware datetime")
+        if self.end < self.start:
+            raise ConfigError(f"frame {self.name!r}: end {self.end} is before start {self.start}")
+
+
+@attrs.frozen(kw_only=True)
+class RiskSpec:
+    """A risk profile: validations run in order; None allows, a string or an exception rejects."""
+
+    name: str = attrs.field(validator=_name)
+    validations: Sequence[Callable[..., Any]] = attrs.field(converter=tuple)
+    dist: str = "<code>"
+
+
+@attrs.frozen(kw_only=True)
+class BrokerSpec:
+    """A broker: ``factory(**options)`` returns an object with the optional broker methods."""
+
+    name: str = attrs.field(validator=_name)
+    factory: Callable[..., Any] = attrs.field(validator=_callable)
+    dist: str = "<code>"
+
+
+@attrs.frozen(kw_only=True)
+class PersistenceBackendSpec:
+    """A persistence backend: ``factory(**options)`` returns a :class:`btkit.persist.Backend`."""
+
+    name: str = attrs.field(validator=_name)
+    factory: Callable[..., Any] = attrs.field(validator=_callable)
+    dist: str = "<code>"
+
+
+COMPONENT_KINDS: dict[str, type] = {
+    "exchange": ExchangeSpec,
+    "strategy": StrategySpec,
+    "frame": FrameSpec,
+    "risk": RiskSpec,
+    "broker": BrokerSpec,
+    "persistence": PersistenceBackendSpec,
+}

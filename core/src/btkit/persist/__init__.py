@@ -1,0 +1,1 @@
+"""Persistence: the backend protocol, safe keys, the file backend and the engine's state store."""

@@ -1,0 +1,59 @@
+"""The persistence backend protocol every backend plugin implements (file, SQLite, Redis, ...).
+
+Documents are JSON objects (``dict``) addressed by a *domain* (``signal``, ``schedule``, ``strategy``,
+``risk``, ``levels``, ``history``) and a *key* (a tuple of strings such as ``(strategy, symbol)``).
+Backends store and return documents; the engine owns their schema (``btkit.serde``) and calls
+:meth:`Backend.quarantine` when a stored document fails validation.
+
+A backend must:
+- make :meth:`write` durable before it returns, and raise (changing nothing it can roll back) if not;
+- apply a batch atomically if it can (``atomic_batches = True``); otherwise each document atomically;
+- raise :class:`btkit.errors.CorruptStateError` from :meth:`read` for an unparseable document, after
+  moving it aside (never return it as missing);
+- in :meth:`open` with ``exclusive=True``, refuse (``StateLockedError``) when another process holds
+  the same store.
+``btkit.testing.PersistenceContract`` is the contract suite that every backend must pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import attrs
+
+DOMAINS = ("signal", "schedule", "strategy", "risk", "levels", "history")
+Key = tuple[str, ...]
+
+
+@attrs.frozen
+class Change:
+    """One document write (``document`` set) or delete (``document is None``)."""
+
+    domain: str
+    key: Key
+    document: dict[str, Any] | None
+
+
+@runtime_checkable
+class Backend(Protocol):
+    name: str
+    atomic_batches: bool
+
+    def open(self, *, exclusive: bool = False) -> None:
+        """Create the store if needed, clean leftovers, and (exclusive) take the process-wide lock."""
+
+    def close(self) -> None:
+        """Release locks and connections. Idempotent."""
+
+    def read(self, domain: str, key: Key) -> dict[str, Any] | None:
+        """The stored document or None. Unparseable → quarantine, then ``CorruptStateError``."""
+
+    def write(self, changes: Sequence[Change]) -> None:
+        """Durably apply all changes (atomically as a batch where supported) or raise."""
+
+    def keys(self, domain: str) -> list[Key]:
+        """Every key stored in ``domain``."""
+
+    def quarantine(self, domain: str, key: Key, reason: str) -> str:
+        """Move a bad document aside (keep its bytes for the operator); return where it went."""
