@@ -1,0 +1,1 @@
+"""btkit-binance-futures plugin (work in progress)."""

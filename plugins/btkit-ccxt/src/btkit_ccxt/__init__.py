@@ -1,0 +1,1 @@
+"""btkit-ccxt plugin (work in progress)."""

@@ -1,0 +1,1 @@
+"""btkit-redis plugin (work in progress)."""

@@ -1,0 +1,1 @@
+"""btkit-sqlite plugin (work in progress)."""
