@@ -58,7 +58,7 @@ def make_closed(
     the pnl comes from the real pnl module for a close at ``close``.
     """
     if close is None:
-        close = entry * (1 + (pnl_pct or 0.0) / 100.0)
+        close = entry * max(0.001, 1 + (pnl_pct or 0.0) / 100.0)
     if entries is None:
         entries = (Entry(entry, cost, opened),)
     row = SignalRow(
