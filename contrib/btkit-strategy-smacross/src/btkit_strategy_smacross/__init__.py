@@ -1,1 +1,99 @@
-"""placeholder"""
+"""SMA-crossover demo strategy for btkit, packaged like any third-party strategy.
+
+Installed through the ``btkit`` entry point ``smacross = "btkit_strategy_smacross"``; this module implements
+the ``btkit_strategies`` registry hook and offers the strategy under two names, ``smacross`` and
+``sma-cross``.
+
+Rule: on 15-minute candles, go long when SMA(10) of the closes crosses above SMA(30) — the previous
+SMA(10) was at or below the previous SMA(30) and the current SMA(10) is above the current SMA(30). Take
+profit +2 %, stop loss −1 % from the current price, at most one day (1440 minutes) in the trade, $100.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import btkit
+import numpy as np
+from btkit.components import StrategySpec
+
+__all__ = [
+    "COST",
+    "FAST",
+    "INTERVAL",
+    "LIFETIME_MINUTES",
+    "SLOW",
+    "STOP_LOSS_PERCENT",
+    "TAKE_PROFIT_PERCENT",
+    "btkit_strategies",
+    "crossed_up",
+    "get_signal",
+    "long_bracket",
+]
+
+INTERVAL = "15m"
+FAST = 10
+SLOW = 30
+TAKE_PROFIT_PERCENT = 2.0
+STOP_LOSS_PERCENT = 1.0
+LIFETIME_MINUTES = 1440
+COST = 100.0
+DIST = "btkit-strategy-smacross"
+
+
+def crossed_up(close: np.ndarray, fast: int = FAST, slow: int = SLOW) -> bool:
+    """True when SMA(fast) crossed above SMA(slow) on the last close.
+
+    Needs ``slow + 1`` closes (the last value and the one before it of both averages):
+    ``prev_fast <= prev_slow and fast > slow``.
+    """
+    c = np.asarray(close, dtype=np.float64)
+    if len(c) < slow + 1:
+        raise ValueError(f"need at least {slow + 1} closes for SMA({fast})/SMA({slow}), got {len(c)}")
+    fast_now = c[-fast:].mean()
+    slow_now = c[-slow:].mean()
+    fast_prev = c[-fast - 1 : -1].mean()
+    slow_prev = c[-slow - 1 : -1].mean()
+    return bool(fast_prev <= slow_prev and fast_now > slow_now)
+
+
+def long_bracket(current_price: float) -> dict[str, Any]:
+    """``{position, price_take_profit, price_stop_loss}`` for a long at ``current_price`` (+2 % / −1 %)."""
+    position = getattr(btkit, "Position", None)
+    if position is not None and hasattr(position, "bracket"):
+        return dict(
+            position.bracket(
+                position="long",
+                current_price=current_price,
+                percent_take_profit=TAKE_PROFIT_PERCENT,
+                percent_stop_loss=STOP_LOSS_PERCENT,
+            )
+        )
+    return {
+        "position": "long",
+        "price_take_profit": current_price * (1 + TAKE_PROFIT_PERCENT / 100),
+        "price_stop_loss": current_price * (1 - STOP_LOSS_PERCENT / 100),
+    }
+
+
+def get_signal(symbol: str, when: datetime, current_price: float) -> dict[str, Any] | None:
+    """Called by the engine once per 15-minute bucket with nothing open."""
+    candles = btkit.get_candles(symbol, INTERVAL, SLOW + 1)
+    if not crossed_up(candles.close):
+        return None
+    return {
+        **long_bracket(current_price),
+        "minute_estimated_time": LIFETIME_MINUTES,
+        "cost": COST,
+        "note": f"SMA({FAST}) crossed above SMA({SLOW}) on {INTERVAL}",
+    }
+
+
+@btkit.hookimpl
+def btkit_strategies() -> list[StrategySpec]:
+    """The registry hook: the strategy as ``smacross`` and under the alias ``sma-cross``."""
+    return [
+        StrategySpec(name=name, interval=INTERVAL, get_signal=get_signal, dist=DIST)
+        for name in ("smacross", "sma-cross")
+    ]
