@@ -365,3 +365,14 @@ def test_export_json_has_no_nan_and_nests_entries(tmp_path: Path) -> None:
 def test_export_rejects_unknown_format(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="'csv' or 'json'"):
         export_trades(sample(), tmp_path / "t.xml", "xml")
+
+
+def test_chart_labels_stay_short() -> None:
+    # labels are returns relative to equity 1.0 and must fit the 70-px margin (8 glyphs of 8 px)
+    from btkit.png import format_return, text_width
+
+    assert format_return(1.123) == "+12.3%"
+    assert format_return(0.0) == "-100.0%"
+    assert format_return(12.0) == "+1100%"
+    assert format_return(1.9e20) == "+1.9e22%"
+    assert max(text_width(format_return(x)) for x in (0.0, 1.5, 999.0, 1e30)) <= 70

@@ -129,6 +129,7 @@ _FONT: dict[str, str] = {
     "%": "101001010100101",
     "x": "000101010101000",
     ":": "000010000010000",
+    "e": "000010111100011",
     " ": "000000000000000",
 }
 
@@ -157,9 +158,15 @@ def text_width(s: str, scale: int = 2) -> int:
 
 
 # ---------------------------------------------------------------- chart
-def _fmt_return(equity: float) -> str:
+def format_return(equity: float) -> str:
+    """``+12.3%``; ``+4521%`` from 1000 %; ``+1.9e22%`` from 100 000 % (at most 8 characters)."""
     r = (equity - 1.0) * 100.0
-    return f"{r:+.1f}%" if abs(r) < 1000 else f"{r:+.0f}%"
+    if abs(r) < 1000:
+        return f"{r:+.1f}%"
+    if abs(r) < 100_000:
+        return f"{r:+.0f}%"
+    mantissa, exponent = f"{r:+.1e}".split("e")
+    return f"{mantissa}e{int(exponent)}%"
 
 
 def line_chart(
@@ -191,7 +198,7 @@ def line_chart(
         pad = max(abs(hi) * 0.01, 1e-9)
         lo, hi = lo - pad, hi + pad
     pad = (hi - lo) * 0.05
-    lo, hi = lo - pad, hi + pad
+    lo, hi = (max(0.0, lo - pad) if lo >= 0 else lo - pad), hi + pad
     inner_top, inner_bottom = y0 + 2, y1 - 2
 
     def ypix(v: float) -> float:
@@ -219,10 +226,10 @@ def line_chart(
 
     # labels in the left margin: top value, bottom value, and the level when it has room
     label_x = 2
-    text(img, label_x, y0, _fmt_return(hi))
-    text(img, label_x, y1 - 10, _fmt_return(lo))
+    text(img, label_x, y0, format_return(hi))
+    text(img, label_x, y1 - 10, format_return(lo))
     if level is not None:
         ly = round(ypix(level)) - 5
         if ly > y0 + 14 and ly < y1 - 24:
-            text(img, label_x, ly, _fmt_return(level))
+            text(img, label_x, ly, format_return(level))
     return img
