@@ -1,6 +1,132 @@
-"""btkit: backtest and live-trade the same strategy code."""
+"""btkit: backtest and live-trade the same strategy code.
 
+This module is the public API of 00-product.md, re-exported; nothing else lives here.
+"""
+
+from btkit.broker import Broker
+from btkit.commands import (
+    commit_cancel_scheduled,
+    commit_close_pending,
+    get_pending_signal,
+    get_position_effective_price,
+    get_position_entries,
+    get_position_pnl_cost,
+    get_position_pnl_percent,
+    get_scheduled_signal,
+    get_total_percent_closed,
+)
+from btkit.config import get_config, set_config
+from btkit.context import get_date, get_mode
+from btkit.engine.backtest import Backtest
+from btkit.errors import (
+    BtkitError,
+    CandleDataError,
+    ConfigError,
+    CorruptStateError,
+    InsufficientDataError,
+    OrderDeletedError,
+    OrderRejectedError,
+    OrderTransientError,
+    PersistenceError,
+    PluginError,
+    SignalValidationError,
+    StateLockedError,
+)
+from btkit.events import (
+    listen_active_ping,
+    listen_backtest_progress,
+    listen_breakeven_available,
+    listen_done_backtest,
+    listen_done_live,
+    listen_error,
+    listen_idle_ping,
+    listen_partial_loss_available,
+    listen_partial_profit_available,
+    listen_risk,
+    listen_schedule_ping,
+    listen_signal,
+    listen_signal_backtest,
+    listen_signal_live,
+)
 from btkit.hookspecs import hookimpl
+from btkit.market import get_average_price, get_candles
+from btkit.model import (
+    Active,
+    Cancelled,
+    Candle,
+    Candles,
+    Closed,
+    Idle,
+    Opened,
+    Pnl,
+    Scheduled,
+    Signal,
+    Waiting,
+)
+from btkit.position import Position
+from btkit.registry import add_exchange, add_frame, add_risk, add_strategy
 
-__all__ = ["hookimpl"]
 __version__ = "0.1.0"
+
+__all__ = [
+    "Active",
+    "Backtest",
+    "Broker",
+    "BtkitError",
+    "Cancelled",
+    "Candle",
+    "CandleDataError",
+    "Candles",
+    "Closed",
+    "ConfigError",
+    "CorruptStateError",
+    "Idle",
+    "InsufficientDataError",
+    "Opened",
+    "OrderDeletedError",
+    "OrderRejectedError",
+    "OrderTransientError",
+    "PersistenceError",
+    "PluginError",
+    "Pnl",
+    "Position",
+    "Scheduled",
+    "Signal",
+    "SignalValidationError",
+    "StateLockedError",
+    "Waiting",
+    "add_exchange",
+    "add_frame",
+    "add_risk",
+    "add_strategy",
+    "commit_cancel_scheduled",
+    "commit_close_pending",
+    "get_average_price",
+    "get_candles",
+    "get_config",
+    "get_date",
+    "get_mode",
+    "get_pending_signal",
+    "get_position_effective_price",
+    "get_position_entries",
+    "get_position_pnl_cost",
+    "get_position_pnl_percent",
+    "get_scheduled_signal",
+    "get_total_percent_closed",
+    "hookimpl",
+    "listen_active_ping",
+    "listen_backtest_progress",
+    "listen_breakeven_available",
+    "listen_done_backtest",
+    "listen_done_live",
+    "listen_error",
+    "listen_idle_ping",
+    "listen_partial_loss_available",
+    "listen_partial_profit_available",
+    "listen_risk",
+    "listen_schedule_ping",
+    "listen_signal",
+    "listen_signal_backtest",
+    "listen_signal_live",
+    "set_config",
+]

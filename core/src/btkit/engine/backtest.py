@@ -1,0 +1,203 @@
+"""The backtest driver (10-lifecycle.md §5): frame timestamps → ticks → the vectorised fast path.
+
+For each frame timestamp it ticks the instance (the same tick live uses). When a tick opens or schedules
+a signal, the instance resolves the whole signal over the following 1-minute candles in one numpy pass
+(``StrategyInstance.resolve_fast``), and the driver skips to the first frame timestamp strictly after
+the close. Idle timestamps inside an already-used strategy-interval bucket are skipped without a tick
+unless someone listens for idle pings — they could not do anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from btkit import events
+from btkit.components import interval_ms
+from btkit.config import get_config
+from btkit.context import datetime_to_ms
+from btkit.engine.run import Run
+from btkit.engine.stream import ResultStream
+from btkit.market import wall_clock_ms
+from btkit.model import MINUTE_MS, Cancelled, Closed, Opened, Scheduled, TickResult
+from btkit.plugins import collect_components, get_plugin_manager
+
+log = logging.getLogger("btkit.backtest")
+
+
+@attrs.frozen(kw_only=True)
+class Progress:
+    symbol: str
+    strategy_name: str
+    exchange_name: str
+    frame_name: str
+    total_frames: int
+    processed_frames: int
+    progress: float
+
+
+@attrs.frozen(kw_only=True)
+class Done:
+    symbol: str
+    strategy_name: str
+    exchange_name: str
+    frame_name: str
+    backtest: bool
+    error: BaseException | None = None
+
+
+RunKey = tuple[str, str, str, str]
+_results: dict[RunKey, list[TickResult]] = {}
+
+
+async def run_backtest(
+    symbol: str, *, strategy: str, exchange: str, frame: str, stop: threading.Event | None = None
+) -> AsyncIterator[TickResult]:
+    """The async generator behind ``Backtest.run``."""
+    pm = get_plugin_manager()
+    components = collect_components(pm)
+    for problem in components.problems:
+        log.warning("plugin problem: %s", problem)
+    frame_spec = components.get("frame", frame)
+    cfg = get_config()
+    step = interval_ms(frame_spec.interval)
+    start = (datetime_to_ms(frame_spec.start) // MINUTE_MS) * MINUTE_MS
+    end = min(datetime_to_ms(frame_spec.end), wall_clock_ms())
+    end = start + ((end - start) // step) * step if end >= start else start - step
+    run = Run(pm=pm, components=components, cfg=cfg, backtest=True, frame_end=end)
+    inst = run.instance(symbol, strategy, exchange, frame)
+    key: RunKey = (symbol, strategy, exchange, frame)
+    collected: list[TickResult] = []
+    _results[key] = collected
+    total = max(0, (end - start) // step + 1)
+    bucket = inst.interval
+    error: BaseException | None = None
+    try:
+        ts = start
+        while ts <= end:
+            if stop is not None and stop.is_set():
+                break
+            if events.has_listeners("backtest_progress"):
+                done = (ts - start) // step
+                await events.emit("backtest_progress", Progress(
+                    symbol=symbol, strategy_name=strategy, exchange_name=exchange, frame_name=frame,
+                    total_frames=total, processed_frames=done, progress=done / total if total else 1.0))
+            result = await inst.tick(ts)
+            if isinstance(result, (Opened, Scheduled)):
+                collected.append(result)
+                yield result
+                last = result.timestamp
+                for follow in await inst.resolve_fast():
+                    collected.append(follow)
+                    yield follow
+                    last = getattr(follow, "close_timestamp", follow.timestamp)
+                ts = start + ((last - start) // step + 1) * step
+                continue
+            if isinstance(result, (Closed, Cancelled)):  # closed by the per-candle path or a command
+                collected.append(result)
+                yield result
+            if not events.has_listeners("idle_ping") and inst.state.pending is None and inst.state.scheduled is None:
+                next_bucket = (ts // bucket + 1) * bucket
+                ts = start + max(1, math.ceil((next_bucket - start) / step)) * step
+            else:
+                ts += step
+        if events.has_listeners("backtest_progress"):
+            await events.emit("backtest_progress", Progress(
+                symbol=symbol, strategy_name=strategy, exchange_name=exchange, frame_name=frame,
+                total_frames=total, processed_frames=total, progress=1.0))
+    except Exception as exc:
+        error = exc
+        await run.report(exc, f"backtest {symbol} {strategy} on {exchange}/{frame}")
+        raise
+    finally:
+        await events.emit("done_backtest", Done(
+            symbol=symbol, strategy_name=strategy, exchange_name=exchange, frame_name=frame, backtest=True,
+            error=error))
+
+
+class BacktestHandle:
+    """What ``Backtest.background`` returns: ``stop()``, ``join()``, ``error``, ``results``."""
+
+    def __init__(self, symbol: str, **kw: str) -> None:
+        self._stop = threading.Event()
+        self.results: list[TickResult] = []
+        self.error: BaseException | None = None
+
+        def work() -> None:
+            async def main() -> None:
+                async for r in run_backtest(symbol, stop=self._stop, **kw):
+                    self.results.append(r)
+
+            try:
+                asyncio.run(main())
+            except Exception as exc:  # reported on listen_error already; never kills the host
+                self.error = exc
+
+        self._thread = threading.Thread(target=work, name=f"btkit-backtest-{symbol}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def join(self, timeout: float | None = None) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    @property
+    def done(self) -> bool:
+        return not self._thread.is_alive()
+
+    def __call__(self) -> None:
+        self.stop()
+
+
+class Backtest:
+    """Backtest runner: ``run``, ``background``, ``get_data``, ``dump``."""
+
+    @staticmethod
+    def run(symbol: str, *, strategy: str, exchange: str, frame: str) -> ResultStream[TickResult]:
+        """Iterate (``for`` or ``async for``) the scheduled/opened/closed/cancelled results."""
+        return ResultStream(lambda: run_backtest(symbol, strategy=strategy, exchange=exchange, frame=frame))
+
+    @staticmethod
+    def background(symbol: str, *, strategy: str, exchange: str, frame: str) -> BacktestHandle:
+        """Run in a background thread; returns a handle with ``.stop()`` and ``.join()``."""
+        return BacktestHandle(symbol, strategy=strategy, exchange=exchange, frame=frame)
+
+    @staticmethod
+    def results(symbol: str, *, strategy: str, exchange: str, frame: str) -> list[TickResult]:
+        key = (symbol, strategy, exchange, frame)
+        if key not in _results:
+            for _ in Backtest.run(symbol, strategy=strategy, exchange=exchange, frame=frame):
+                pass
+        return list(_results[key])
+
+    @staticmethod
+    def get_data(symbol: str, *, strategy: str, exchange: str, frame: str) -> Any:
+        """Statistics of the last run of this (symbol, strategy, exchange, frame); runs it if needed."""
+        from btkit.stats import compute_statistics
+
+        cfg = get_config()
+        closed = [r for r in Backtest.results(symbol, strategy=strategy, exchange=exchange, frame=frame)
+                  if isinstance(r, Closed)]
+        return compute_statistics(closed, slippage_pct=cfg.percent_slippage, fee_pct=cfg.percent_fee)
+
+    @staticmethod
+    def dump(
+        symbol: str, *, strategy: str, exchange: str, frame: str, path: str | Path = "./dump/backtest"
+    ) -> Path:
+        """Write the markdown report (and the equity PNG next to it); return the report's path."""
+        from btkit.report import dump_report
+
+        stats = Backtest.get_data(symbol, strategy=strategy, exchange=exchange, frame=frame)
+        return dump_report(
+            Path(path), f"Backtest {symbol} · {strategy} · {exchange} · {frame}", stats, symbol=symbol,
+            strategy=strategy, exchange=exchange, frame=frame, mode="backtest", ts_ms=wall_clock_ms(),
+        )

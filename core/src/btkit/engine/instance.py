@@ -1,0 +1,818 @@
+"""One strategy instance (symbol × strategy × exchange × frame × mode): the tick both drivers call.
+
+Each tick turns (state, observation) into a decision with the pure functions of ``btkit.lifecycle``,
+then carries it out as a transaction: persist the intent → call the broker → on confirm write the new
+state and only then count it as done and emit events. In backtests the store keeps nothing and there is
+no broker, so the same code runs with those steps as no-ops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import numpy as np
+
+from btkit import candles as ca
+from btkit import events
+from btkit.broker_payloads import (
+    CancelCommit,
+    CloseCommit,
+    OpenCommit,
+    client_order_id,
+)
+from btkit.components import StrategySpec, interval_ms
+from btkit.context import ExecutionContext, entered, ms_to_datetime
+from btkit.engine.state import MAX_REJECTED_IDS, InstanceState, Intent, Levels
+from btkit.errors import BtkitError, InsufficientDataError, SignalValidationError
+from btkit.lifecycle import machine
+from btkit.lifecycle import pnl as pnl_math
+from btkit.lifecycle.machine import ActivateDecision, CancelDecision, CloseDecision, Observation
+from btkit.lifecycle.validation import coerce_signal
+from btkit.model import (
+    MINUTE_MS,
+    Active,
+    Cancelled,
+    Closed,
+    Idle,
+    Opened,
+    Scheduled,
+    SignalRow,
+    TickResult,
+    Waiting,
+    view_of,
+)
+from btkit.persist.backend import Change
+from btkit.risk import ActivePosition
+
+if TYPE_CHECKING:
+    from btkit.engine.run import Run
+
+log = logging.getLogger("btkit.engine")
+
+SCAN_CHUNK = 10_000  # candles per fast-path chunk when a signal has no lifetime limit
+PER_CANDLE_STREAMS = (
+    "active_ping",
+    "schedule_ping",
+    "partial_profit_available",
+    "partial_loss_available",
+    "breakeven_available",
+)
+
+
+@attrs.frozen(kw_only=True)
+class Ping:
+    """What ``listen_*_ping`` listeners receive on every live tick / backtest candle."""
+
+    symbol: str
+    strategy_name: str
+    exchange_name: str
+    current_price: float
+    signal: Any
+    backtest: bool
+    timestamp: int
+
+
+@attrs.frozen(kw_only=True)
+class LevelEvent:
+    """A partial-profit/loss level (10 … 100 % of the way to TP/SL) or breakeven became available."""
+
+    symbol: str
+    strategy_name: str
+    level: int
+    current_price: float
+    signal: Any
+    backtest: bool
+    timestamp: int
+
+
+class StrategyInstance:
+    def __init__(
+        self, run: Run, *, symbol: str, strategy: StrategySpec, exchange_name: str, frame_name: str = ""
+    ) -> None:
+        self.run = run
+        self.symbol = symbol
+        self.strategy = strategy
+        self.exchange_name = exchange_name
+        self.frame_name = frame_name
+        self.market = run.markets[exchange_name]
+        self.key = (strategy.name, symbol)
+        self.state = InstanceState()
+        self.history: list[Closed] = []
+        self.loaded = False
+        self.broken: str | None = None
+        self._load_lock = asyncio.Lock()
+        self.interval = interval_ms(strategy.interval)
+        self.risk_names = run.risk.names_for(strategy.risk_names)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.pending_commands: list[Any] = []
+        self.stop_requested = False
+
+    @property
+    def stopping(self) -> bool:
+        return self.stop_requested or self.run.stopping
+
+    # ------------------------------------------------------------ helpers
+    @property
+    def backtest(self) -> bool:
+        return self.run.backtest
+
+    @property
+    def cfg(self) -> Any:
+        return self.run.cfg
+
+    def context(self, when: int) -> ExecutionContext:
+        return ExecutionContext(self.symbol, when, self.backtest, self)
+
+    def _result(self, cls: type, when: int, price: float, row: SignalRow | None, **kw: Any) -> Any:
+        return cls(
+            symbol=self.symbol,
+            strategy_name=self.strategy.name,
+            exchange_name=self.exchange_name,
+            frame_name=self.frame_name,
+            backtest=self.backtest,
+            timestamp=when,
+            current_price=price,
+            signal=view_of(row) if row is not None else None,
+            **kw,
+        )
+
+    async def _emit(self, result: TickResult) -> None:
+        if isinstance(result, Idle):
+            return
+        await events.emit("signal", result)
+        await events.emit("signal_backtest" if self.backtest else "signal_live", result)
+        if isinstance(result, (Scheduled, Opened, Closed, Cancelled)):
+            try:
+                self.run.pm.hook.btkit_signal_event(result=result)
+            except Exception as exc:
+                await self.run.report(exc, f"btkit_signal_event observer for {self.symbol}")
+        cb = self.strategy.callbacks
+        if cb is not None:
+            fn = getattr(cb, f"on_{result.action}", None) or (
+                cb.get(f"on_{result.action}") if isinstance(cb, dict) else None
+            )
+            if fn is not None:
+                with entered(self.context(result.timestamp)):
+                    try:
+                        out = fn(result)
+                        if inspect.isawaitable(out):
+                            await out
+                    except Exception as exc:
+                        await self.run.report(exc, f"strategy {self.strategy.name} callback on_{result.action}")
+
+    def _position_of(self, row: SignalRow, *, reserved: bool = False) -> ActivePosition:
+        since = row.pending_at if row.pending_at is not None else row.scheduled_at
+        if row.pending_at is None:
+            expires = row.scheduled_at + self.cfg.schedule_await_minutes * MINUTE_MS
+            if row.minute_estimated_time is not None:
+                expires += row.minute_estimated_time * MINUTE_MS
+        else:
+            expires = (
+                row.pending_at + row.minute_estimated_time * MINUTE_MS
+                if row.minute_estimated_time is not None
+                else None
+            )
+        return ActivePosition(
+            strategy_name=self.strategy.name,
+            symbol=self.symbol,
+            exchange_name=self.exchange_name,
+            signal_id=row.id,
+            position=row.position,
+            price_open=row.price_open,
+            since=since,
+            expires_at=expires,
+            reserved=reserved,
+        )
+
+    def _risk_changes(self, position: ActivePosition | None) -> list[Change]:
+        """Risk documents as they will be once this instance's slot is ``position`` (None = free)."""
+        store = self.run.store
+        if not store.persistent:
+            return []
+        slot = (self.strategy.name, self.symbol)
+        out = []
+        for name in self.risk_names:
+            table = dict(self.run.risk.active.get(name, {}))
+            if position is None:
+                table.pop(slot, None)
+            else:
+                table[slot] = position
+            change = store.risk_change(name, list(table.values()))
+            if change is not None:
+                out.append(change)
+        return out
+
+    def _set_slot(self, position: ActivePosition | None) -> None:
+        if position is None:
+            self.run.risk.release(self.strategy.risk_names, self.strategy.name, self.symbol)
+        else:
+            self.run.risk.set(self.strategy.risk_names, position)
+
+    async def _commit(
+        self,
+        new: InstanceState,
+        *,
+        closed: Closed | None = None,
+        slot: ActivePosition | None | bool = False,
+    ) -> None:
+        """Durably write ``new`` (and history / risk slot), then make it the state. ``slot=False`` keeps
+        the risk slot as it is; None frees it; an ActivePosition sets it."""
+        store = self.run.store
+        if store.persistent:
+            from btkit.persist.state import state_changes
+
+            changes = state_changes(self.key, self.state, new)
+            if closed is not None:
+                change = store.history_change(self.key, [*self.history, closed])
+                if change is not None:
+                    changes.append(change)
+            if slot is not False:
+                changes.extend(self._risk_changes(slot if isinstance(slot, ActivePosition) else None))
+            await store.save(changes)
+        self.state = new
+        if closed is not None:
+            self.history.append(closed)
+        if slot is not False:
+            self._set_slot(slot if isinstance(slot, ActivePosition) else None)
+
+    # ------------------------------------------------------------ loading (live)
+    async def ensure_loaded(self) -> None:
+        if self.loaded:
+            return
+        async with self._load_lock:
+            if self.loaded:
+                return
+            if self.run.store.persistent:
+                state, history = await self.run.store.load(self.key)
+                state = self._settle_loaded_intent(state)
+                self.state, self.history = state, history
+                row = state.pending or state.scheduled
+                intent_row = state.strategy.intent.row if state.strategy.intent else None
+                held = row or intent_row
+                if held is not None:
+                    self.run.risk.set(self.strategy.risk_names, self._position_of(held))
+                else:
+                    self.run.risk.release(self.strategy.risk_names, self.strategy.name, self.symbol)
+            self.loaded = True
+
+    def _settle_loaded_intent(self, state: InstanceState) -> InstanceState:
+        """An intent whose effect is already in the state was applied before the crash: drop it."""
+        intent = state.strategy.intent
+        if intent is None:
+            return state
+        applied = False
+        if intent.action in ("open", "activate"):
+            applied = state.pending is not None and state.pending.id == intent.signal_id
+        elif intent.action == "schedule":
+            applied = state.scheduled is not None and state.scheduled.id == intent.signal_id
+        elif intent.action == "close":
+            applied = state.pending is None or state.pending.id != intent.signal_id
+        elif intent.action == "cancel":
+            applied = state.scheduled is None or state.scheduled.id != intent.signal_id
+        if applied:
+            return attrs.evolve(state, strategy=attrs.evolve(state.strategy, intent=None))
+        return state
+
+    # ------------------------------------------------------------ the tick
+    async def tick(self, when: int, obs: Observation | None = None) -> TickResult:
+        """One tick at ``when`` (ms). ``obs`` is given by the backtest's per-candle path; live builds it."""
+        self.loop = asyncio.get_running_loop()
+        await self.ensure_loaded()
+        st = self.state
+        if st.strategy.intent is not None:
+            return await self._retry_intent(when, obs)
+        if st.pending is not None:
+            return await self._tick_pending(when, obs)
+        if st.scheduled is not None:
+            return await self._tick_scheduled(when, obs)
+        return await self._tick_idle(when)
+
+    async def _observe(self, when: int, obs: Observation | None) -> Observation:
+        return obs if obs is not None else await self.market.observation(self.symbol, when)
+
+    # ------------------------------------------------------------ idle
+    async def _tick_idle(self, when: int) -> TickResult:
+        st = self.state.strategy
+        bucket = (when // self.interval) * self.interval
+        if self.stopping or st.last_bucket == bucket:
+            return await self._idle(when, None)
+        if st.paused:
+            return await self._idle(when, None)
+        price = await self.market.vwap(self.symbol, when)
+        # the bucket is consumed before get_signal is called (a None answer still uses it)
+        await self._commit(attrs.evolve(self.state, strategy=attrs.evolve(st, last_bucket=bucket)))
+        raw = await self._call_get_signal(when, price)
+        if raw is None:
+            return await self._idle(when, price)
+        try:
+            signal = coerce_signal(raw)
+        except SignalValidationError as exc:
+            await self.run.report(exc, f"strategy {self.strategy.name} on {self.symbol}")
+            return await self._idle(when, price)
+        if signal.id is not None and (
+            signal.id == st.last_opened_id or signal.id in st.rejected_ids
+        ):
+            return await self._idle(when, price)  # whipsaw guard / ids never reused
+        # risk check with reservation, before anything else
+        candidate_price = signal.price_open if signal.price_open is not None else price
+        probe = ActivePosition(
+            strategy_name=self.strategy.name,
+            symbol=self.symbol,
+            exchange_name=self.exchange_name,
+            signal_id=signal.id or "",
+            position=signal.position,
+            price_open=candidate_price,
+            since=when,
+            reserved=True,
+        )
+        rejection = await self.run.risk.check_and_reserve(
+            self.strategy.risk_names,
+            candidate=probe,
+            signal=attrs.evolve(signal, price_open=candidate_price),
+            current_price=price,
+            timestamp=when,
+        )
+        if rejection is not None:
+            await self.run.report_risk(rejection)
+            await self._release_bucket()
+            return await self._idle(when, price)
+        try:
+            row = machine.build_row(
+                signal,
+                symbol=self.symbol,
+                strategy_name=self.strategy.name,
+                exchange_name=self.exchange_name,
+                frame_name=self.frame_name,
+                when=when,
+                current_price=price,
+                cfg=self.cfg,
+            )
+        except SignalValidationError as exc:
+            self.run.risk.release(self.strategy.risk_names, self.strategy.name, self.symbol)
+            await self.run.report(SignalValidationError(f"signal rejected: {exc}"), f"strategy {self.strategy.name} on {self.symbol}")
+            return await self._idle(when, price)
+        action = "open" if row.pending_at is not None else "schedule"
+        return await self._attempt_open(action, row, when, price, attempt=0)
+
+    async def _release_bucket(self) -> None:
+        st = self.state.strategy
+        if st.last_bucket is not None:
+            await self._commit(attrs.evolve(self.state, strategy=attrs.evolve(st, last_bucket=None)))
+
+    async def _idle(self, when: int, price: float | None) -> TickResult:
+        if events.has_listeners("idle_ping"):
+            if price is None:
+                price = await self.market.vwap(self.symbol, when)
+            await self._ping("idle_ping", when, price, None)
+        return self._result(Idle, when, price if price is not None else 0.0, None)
+
+    async def _call_get_signal(self, when: int, price: float) -> Any:
+        hook = self.run.pm.hook.btkit_get_signal
+        kwargs = dict(strategy=self.strategy, symbol=self.symbol, when=ms_to_datetime(when), current_price=price)
+        limit = self.cfg.max_signal_generation_seconds
+        where = f"get_signal of {self.strategy.name} on {self.symbol}"
+        with entered(self.context(when)):
+            started = time.monotonic()
+            try:
+                if self.backtest or inspect.iscoroutinefunction(self.strategy.get_signal):
+                    out = hook(**kwargs)
+                else:  # live: a sync strategy must not block the other symbols
+                    import contextvars
+
+                    ctx = contextvars.copy_context()
+                    out = await asyncio.wait_for(asyncio.to_thread(ctx.run, hook, **kwargs), limit)
+                if inspect.isawaitable(out):
+                    out = await asyncio.wait_for(out, limit)
+            except TimeoutError:
+                await self.run.report(BtkitError(f"{where} took longer than {limit:g}s; treated as no signal"), where)
+                return None
+            except Exception as exc:
+                await self.run.report(exc, where)
+                return None
+            if time.monotonic() - started > limit:
+                await self.run.report(BtkitError(f"{where} took longer than {limit:g}s; treated as no signal"), where)
+                return None
+        return out
+
+    # ------------------------------------------------------------ open / schedule / activate
+    def _open_payload(self, action: str, row: SignalRow, when: int, attempt: int) -> OpenCommit:
+        return OpenCommit(
+            symbol=self.symbol,
+            strategy_name=self.strategy.name,
+            exchange_name=self.exchange_name,
+            signal_id=row.id,
+            when=when,
+            attempt=attempt,
+            client_order_id=client_order_id(row.id, "schedule" if action == "schedule" else "open"),
+            position=row.position,
+            type="schedule" if action == "schedule" else "open",
+            cost=row.cost,
+            price_open=row.price_open,
+            price_take_profit=row.take_profit,
+            price_stop_loss=row.stop_loss,
+            multiplier=row.multiplier,
+            isolated=row.isolated,
+        )
+
+    async def _attempt_open(self, action: str, row: SignalRow, when: int, price: float, *, attempt: int) -> TickResult:
+        """Open now (``open``/``activate``) or place a resting entry (``schedule``) through the broker."""
+        gate = self.run.gate
+        if gate is not None:
+            intent = Intent(
+                action=action,  # type: ignore[arg-type]
+                signal_id=row.id,
+                client_order_id=client_order_id(row.id, "schedule" if action == "schedule" else "open"),
+                attempt=attempt,
+                row=row,
+            )
+            await self._commit(attrs.evolve(self.state, strategy=attrs.evolve(self.state.strategy, intent=intent)))
+            verdict = await gate.call("on_signal_open_commit", self._open_payload(action, row, when, attempt + 1))
+            if not verdict.confirmed:
+                return await self._open_failed(action, row, when, price, attempt + 1, verdict)
+        st = attrs.evolve(self.state.strategy, intent=None)
+        if action == "schedule":
+            new = attrs.evolve(self.state, scheduled=row, pending=None, strategy=st)
+            await self._commit(new, slot=self._position_of(row))
+            result = self._result(Scheduled, when, price, row)
+        else:
+            st = attrs.evolve(st, last_opened_id=row.id)
+            new = attrs.evolve(self.state, pending=row, scheduled=None, strategy=st, levels=Levels(signal_id=row.id))
+            await self._commit(new, slot=self._position_of(row))
+            result = self._result(Opened, when, price, row)
+        await self._emit(result)
+        return result
+
+    async def _open_failed(
+        self, action: str, row: SignalRow, when: int, price: float, attempts: int, verdict: Any
+    ) -> TickResult:
+        st = self.state.strategy
+        limit = self.cfg.order_open_retry_attempts
+        where = f"broker open of {row.id} on {self.symbol}"
+        if verdict.kind == "transient" and attempts < limit:
+            intent = attrs.evolve(st.intent, attempt=attempts) if st.intent else None
+            await self._commit(attrs.evolve(self.state, strategy=attrs.evolve(st, intent=intent)))
+            await self.run.report(verdict.error, f"{where}: attempt {attempts}/{limit} failed, retrying next tick")
+            return self._hold_result(action, row, when, price)
+        # final: rejected, or transient retries exhausted → the open is dropped and its id never reused
+        rejected = (*st.rejected_ids, row.id)[-MAX_REJECTED_IDS:]
+        new_st = attrs.evolve(st, intent=None, rejected_ids=rejected, last_bucket=None)
+        if action == "activate":
+            new = attrs.evolve(self.state, scheduled=None, strategy=new_st)
+        else:
+            new = attrs.evolve(self.state, strategy=new_st)
+        await self._commit(new, slot=None)
+        await self.run.report(verdict.error, f"{where}: dropped ({verdict.kind} after {attempts} attempt(s))")
+        if action == "activate":
+            result = self._result(Cancelled, when, price, row, reason="price_reject", close_timestamp=when)
+            await self._emit(result)
+            return result
+        return self._result(Idle, when, price, None)
+
+    def _hold_result(self, action: str, row: SignalRow, when: int, price: float) -> TickResult:
+        if action == "activate":
+            return self._result(Waiting, when, price, row)
+        return self._result(Idle, when, price, None)
+
+    async def _activate(self, decision: ActivateDecision, row: SignalRow, price: float) -> TickResult:
+        when = decision.time
+        rejection = await self.run.risk.check_and_reserve(
+            self.strategy.risk_names,
+            candidate=self._position_of(row, reserved=True),
+            signal=_signal_of(row),
+            current_price=price,
+            timestamp=when,
+            exclude_self=True,
+        )
+        if rejection is not None:
+            await self.run.report_risk(rejection)
+            return await self._cancel(CancelDecision("price_reject", price, when), row)
+        return await self._attempt_open("activate", machine.activate(row, decision.price, when), when, price, attempt=0)
+
+    # ------------------------------------------------------------ scheduled
+    async def _tick_scheduled(self, when: int, obs: Observation | None) -> TickResult:
+        row = self.state.scheduled
+        assert row is not None
+        o = await self._observe(when, obs)
+        if self.stopping or "cancel_scheduled" in self.state.strategy.deferred:
+            return await self._cancel(CancelDecision("user", o.vwap, when), row)
+        decision = machine.decide_scheduled(row, o, self.cfg, self.run.frame_end)
+        if isinstance(decision, CancelDecision):
+            return await self._cancel(decision, row)
+        if isinstance(decision, ActivateDecision):
+            return await self._activate(decision, row, o.vwap)
+        if self.run.gate is not None:
+            verdict = await self.run.gate.call("on_schedule_check", self._open_payload("schedule", row, when, 1))
+            if verdict.kind == "deleted":
+                return await self._cancel(CancelDecision("user", o.vwap, when), row, notify=False)
+        if events.has_listeners("schedule_ping"):
+            await self._ping("schedule_ping", when, o.vwap, row)
+        return self._result(Waiting, when, o.vwap, row)
+
+    async def _cancel(self, decision: CancelDecision, row: SignalRow, *, attempt: int = 0, notify: bool = True) -> TickResult:
+        when = decision.time
+        gate = self.run.gate
+        if gate is not None and notify:
+            intent = Intent(
+                action="cancel", signal_id=row.id, client_order_id=client_order_id(row.id, "cancel"),
+                attempt=attempt, row=row, reason=decision.reason, price=decision.price, time=decision.time,
+            )
+            await self._commit(attrs.evolve(self.state, strategy=attrs.evolve(self.state.strategy, intent=intent)))
+            verdict = await gate.call("on_signal_cancel_commit", CancelCommit(
+                symbol=self.symbol, strategy_name=self.strategy.name, exchange_name=self.exchange_name,
+                signal_id=row.id, when=when, attempt=attempt + 1, client_order_id=intent.client_order_id,
+                position=row.position, reason=decision.reason, price_open=row.price_open,
+            ))
+            if verdict.kind == "transient" and attempt + 1 < self.cfg.order_close_retry_attempts:
+                st = self.state.strategy
+                await self._commit(attrs.evolve(self.state, strategy=attrs.evolve(st, intent=attrs.evolve(intent, attempt=attempt + 1))))
+                await self.run.report(verdict.error, f"broker cancel of {row.id} on {self.symbol}: retrying next tick")
+                return self._result(Waiting, when, decision.price, row)
+            if not verdict.confirmed and verdict.kind != "deleted":
+                await self.run.report(verdict.error, f"broker cancel of {row.id} on {self.symbol}: forced in the engine")
+        st = attrs.evolve(
+            self.state.strategy,
+            intent=None,
+            deferred=tuple(d for d in self.state.strategy.deferred if d != "cancel_scheduled"),
+        )
+        await self._commit(attrs.evolve(self.state, scheduled=None, strategy=st), slot=None)
+        result = self._result(Cancelled, when, decision.price, row, reason=decision.reason, close_timestamp=when)
+        await self._emit(result)
+        return result
+
+    # ------------------------------------------------------------ pending
+    async def _tick_pending(self, when: int, obs: Observation | None) -> TickResult:
+        row = self.state.pending
+        assert row is not None
+        o = await self._observe(when, obs)
+        row = self._track_extremes(row, o)
+        if "close_pending" in self.state.strategy.deferred:
+            return await self._close(CloseDecision("closed", o.vwap, when), row)
+        if pnl_math.remaining_cost(row) <= 1e-9:
+            return await self._close(CloseDecision("closed", o.vwap, when), row)
+        decision = machine.decide_pending(row, o, self.cfg, self.run.frame_end)
+        if decision is not None:
+            return await self._close(decision, row)
+        if self.run.gate is not None:
+            verdict = await self.run.gate.call("on_active_check", self._open_payload("open", row, when, 1))
+            if verdict.kind == "deleted":
+                return await self._close(CloseDecision("closed", o.vwap, when), row, notify=False)
+        self.state = attrs.evolve(self.state, pending=row)  # extremes: in memory, persisted with the next write
+        await self._announce_levels(row, o, when)
+        if events.has_listeners("active_ping"):
+            await self._ping("active_ping", when, o.vwap, row)
+            row = self.state.pending or row
+        await self._run_commands(when, o)
+        row = self.state.pending
+        if row is None:  # a command closed it
+            return self._result(Idle, when, o.vwap, None)
+        to_tp, to_sl = machine.progress(row, o.vwap)
+        mark = pnl_math.position_pnl(row, o.vwap, slippage_pct=self.cfg.percent_slippage, fee_pct=self.cfg.percent_fee)
+        result = self._result(Active, when, o.vwap, row, percent_tp=to_tp, percent_sl=to_sl, pnl=mark)
+        await self._emit(result)
+        return result
+
+    def _track_extremes(self, row: SignalRow, o: Observation) -> SignalRow:
+        best, worst = machine.extremes(row, np.array([o.low]), np.array([o.high]))
+        if best == row.price_best and worst == row.price_worst:
+            return row
+        return attrs.evolve(row, price_best=best, price_worst=worst)
+
+    async def _close(self, decision: CloseDecision, row: SignalRow, *, attempt: int = 0, notify: bool = True) -> TickResult:
+        when = decision.time
+        cfg = self.cfg
+        pnl = pnl_math.position_pnl(row, decision.price, slippage_pct=cfg.percent_slippage, fee_pct=cfg.percent_fee)
+        gate = self.run.gate
+        if gate is not None and notify:
+            intent = Intent(
+                action="close", signal_id=row.id, client_order_id=client_order_id(row.id, "close"),
+                attempt=attempt, row=row, reason=decision.reason, price=decision.price, time=decision.time,
+            )
+            await self._commit(attrs.evolve(self.state, pending=row, strategy=attrs.evolve(self.state.strategy, intent=intent)))
+            verdict = await gate.call("on_signal_close_commit", CloseCommit(
+                symbol=self.symbol, strategy_name=self.strategy.name, exchange_name=self.exchange_name,
+                signal_id=row.id, when=when, attempt=attempt + 1, client_order_id=intent.client_order_id,
+                position=row.position, cost=pnl_math.remaining_cost(row), current_price=decision.price,
+                price_open=pnl_math.effective_entry(row), price_take_profit=row.take_profit,
+                price_stop_loss=row.stop_loss, close_reason=decision.reason, pnl=pnl,
+                total_entries=len(row.entries), total_partials=len(row.partials),
+            ))
+            if verdict.kind == "transient" and attempt + 1 < cfg.order_close_retry_attempts:
+                st = self.state.strategy
+                await self._commit(attrs.evolve(self.state, strategy=attrs.evolve(st, intent=attrs.evolve(intent, attempt=attempt + 1))))
+                await self.run.report(
+                    verdict.error,
+                    f"broker close of {row.id} on {self.symbol}: attempt {attempt + 1}/{cfg.order_close_retry_attempts} failed, retrying next tick",
+                )
+                return self._result(Active, when, decision.price, row, pnl=pnl)
+            if not verdict.confirmed and verdict.kind != "deleted":
+                await self.run.report(
+                    BtkitError(
+                        f"FATAL: broker close of {row.id} on {self.symbol} {verdict.kind} "
+                        f"({verdict.error}); the position was closed in the engine — check the exchange by hand"
+                    ),
+                    "broker close forced",
+                    fatal=True,
+                )
+        closed = self._result(
+            Closed, when, decision.price, row, close_reason=decision.reason, close_timestamp=when, pnl=pnl,
+            price_best=row.price_best, price_worst=row.price_worst,
+        )
+        st = attrs.evolve(
+            self.state.strategy,
+            intent=None,
+            deferred=tuple(d for d in self.state.strategy.deferred if d != "close_pending"),
+        )
+        await self._commit(attrs.evolve(self.state, pending=None, strategy=st, levels=Levels()), closed=closed, slot=None)
+        await self._emit(closed)
+        return closed
+
+    # ------------------------------------------------------------ intents in flight
+    async def _retry_intent(self, when: int, obs: Observation | None) -> TickResult:
+        intent = self.state.strategy.intent
+        assert intent is not None
+        if intent.action in ("open", "schedule", "activate"):
+            price = (await self._observe(when, obs)).vwap
+            return await self._attempt_open(intent.action, intent.row, when, price, attempt=intent.attempt)
+        decision_time = when
+        if intent.action == "close":
+            decision = CloseDecision(intent.reason or "closed", intent.price or intent.row.price_open, decision_time)  # type: ignore[arg-type]
+            return await self._close(decision, self.state.pending or intent.row, attempt=intent.attempt)
+        decision_c = CancelDecision(intent.reason or "user", intent.price or intent.row.price_open, decision_time)  # type: ignore[arg-type]
+        return await self._cancel(decision_c, self.state.scheduled or intent.row, attempt=intent.attempt)
+
+    # ------------------------------------------------------------ events for position management
+    async def _ping(self, stream: str, when: int, price: float, row: SignalRow | None) -> None:
+        ping = Ping(
+            symbol=self.symbol, strategy_name=self.strategy.name, exchange_name=self.exchange_name,
+            current_price=price, signal=view_of(row) if row is not None else None, backtest=self.backtest,
+            timestamp=when,
+        )
+        with entered(self.context(when)):
+            await events.emit(stream, ping)
+
+    async def _announce_levels(self, row: SignalRow, o: Observation, when: int) -> None:
+        if not any(events.has_listeners(s) for s in PER_CANDLE_STREAMS[2:]):
+            return
+        levels = self.state.levels if self.state.levels.signal_id == row.id else Levels(signal_id=row.id)
+        to_tp, to_sl = machine.progress(row, o.vwap)
+        new_profit = [lv for lv in range(10, 101, 10) if to_tp >= lv and lv not in levels.profit]
+        new_loss = [lv for lv in range(10, 101, 10) if to_sl >= lv and lv not in levels.loss]
+        cfg = self.cfg
+        threshold = 2 * (cfg.percent_slippage + cfg.percent_fee) + cfg.breakeven_threshold
+        entry = pnl_math.effective_entry(row)
+        moved = (o.vwap - entry) / entry * 100 * (1 if row.is_long else -1)
+        breakeven_now = not levels.breakeven and moved >= threshold
+        if not (new_profit or new_loss or breakeven_now):
+            return
+        updated = attrs.evolve(
+            levels,
+            profit=tuple(sorted((*levels.profit, *new_profit))),
+            loss=tuple(sorted((*levels.loss, *new_loss))),
+            breakeven=levels.breakeven or breakeven_now,
+        )
+        await self._commit(attrs.evolve(self.state, levels=updated))
+        view = view_of(row)
+        with entered(self.context(when)):
+            for lv in new_profit:
+                await events.emit("partial_profit_available", LevelEvent(
+                    symbol=self.symbol, strategy_name=self.strategy.name, level=lv, current_price=o.vwap,
+                    signal=view, backtest=self.backtest, timestamp=when))
+            for lv in new_loss:
+                await events.emit("partial_loss_available", LevelEvent(
+                    symbol=self.symbol, strategy_name=self.strategy.name, level=lv, current_price=o.vwap,
+                    signal=view, backtest=self.backtest, timestamp=when))
+            if breakeven_now:
+                await events.emit("breakeven_available", LevelEvent(
+                    symbol=self.symbol, strategy_name=self.strategy.name, level=0, current_price=o.vwap,
+                    signal=view, backtest=self.backtest, timestamp=when))
+
+    async def _run_commands(self, when: int, o: Observation) -> None:
+        """Carry out position commands queued by user code during this tick (see btkit.commands)."""
+        while self.pending_commands:
+            command = self.pending_commands.pop(0)
+            try:
+                await command.execute(self, when, o)
+            except Exception as exc:
+                await self.run.report(exc, f"position command {type(command).__name__} on {self.symbol}")
+
+    # ------------------------------------------------------------ backtest fast path
+    def needs_per_candle(self) -> bool:
+        cb = self.strategy.callbacks
+        has_cb = cb is not None and any(
+            (getattr(cb, n, None) or (cb.get(n) if isinstance(cb, dict) else None))
+            for n in ("on_active", "on_waiting")
+        )
+        return has_cb or any(events.has_listeners(s) for s in PER_CANDLE_STREAMS)
+
+    async def resolve_fast(self) -> list[TickResult]:
+        """Backtest: resolve the scheduled/open signal over following candles; return what happened."""
+        out: list[TickResult] = []
+        while self.state.scheduled is not None or self.state.pending is not None:
+            if self.state.scheduled is not None:
+                out.append(await self._resolve_scheduled())
+            else:
+                out.append(await self._resolve_pending())
+        return out
+
+    async def _candles_from(self, first_examined: int, count: int) -> tuple[np.ndarray, ...]:
+        """1m candles so that index ``w-1`` is the candle opening at ``first_examined`` (VWAP window)."""
+        w = self.cfg.avg_price_candles_count
+        ts, o, h, lo, c, v = await self.market.block(self.symbol, first_examined - (w - 1) * MINUTE_MS, count + w - 1)
+        if len(ts) < w or int(ts[w - 1]) != first_examined:
+            raise InsufficientDataError(
+                f"insufficient candle data: no 1m candles for {self.symbol} at "
+                f"{ms_to_datetime(first_examined):%Y-%m-%d %H:%M} on exchange {self.exchange_name} to resolve the "
+                "signal; extend the data or shorten the frame"
+            )
+        vw = ca.rolling_vwap(h, lo, c, v, w)
+        return ts[w - 1 :], vw[w - 1 :], lo[w - 1 :], h[w - 1 :]
+
+    async def _per_candle(self, ts: np.ndarray, vw: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> TickResult | None:
+        """The slow path: the live tick, candle by candle (listeners or callbacks may act on each)."""
+        for i in range(len(ts)):
+            obs = Observation(int(ts[i]) + MINUTE_MS, float(vw[i]), float(lo[i]), float(hi[i]))
+            result = await self.tick(obs.time, obs)
+            if isinstance(result, (Closed, Cancelled, Opened)):
+                return result
+        return None
+
+    async def _resolve_pending(self) -> TickResult:
+        row = self.state.pending
+        assert row is not None and row.pending_at is not None
+        met = row.minute_estimated_time
+        start = row.pending_at
+        while True:
+            count = (met + 5) if met is not None else SCAN_CHUNK
+            ts, vw, lo, hi = await self._candles_from(start, count)
+            if self.needs_per_candle():
+                result = await self._per_candle(ts, vw, lo, hi)
+                if result is not None:
+                    return result
+            else:
+                row = self.state.pending
+                assert row is not None
+                hit = machine.scan_pending(row, ts, vw, lo, hi, self.cfg, self.run.frame_end)
+                if hit is not None:
+                    idx, decision = hit
+                    best, worst = machine.extremes(row, lo[: idx + 1], hi[: idx + 1])
+                    row = attrs.evolve(row, price_best=best, price_worst=worst)
+                    return await self._close(decision, row)
+                best, worst = machine.extremes(row, lo, hi)
+                self.state = attrs.evolve(self.state, pending=attrs.evolve(row, price_best=best, price_worst=worst))
+            if met is not None and len(ts) >= count:
+                raise InsufficientDataError(f"signal {row.id} on {self.symbol} did not resolve within its lifetime")
+            if len(ts) < count:
+                raise InsufficientDataError(
+                    f"insufficient candle data: exchange {self.exchange_name} ends at "
+                    f"{ms_to_datetime(int(ts[-1])):%Y-%m-%d %H:%M} before signal {row.id} on {self.symbol} closed; "
+                    "extend the data or end the frame earlier"
+                )
+            start = int(ts[-1]) + MINUTE_MS
+
+    async def _resolve_scheduled(self) -> TickResult:
+        row = self.state.scheduled
+        assert row is not None
+        lifetime = row.minute_estimated_time or 0
+        count = self.cfg.schedule_await_minutes + lifetime + 1
+        ts, vw, lo, hi = await self._candles_from(row.scheduled_at, count)
+        if self.needs_per_candle():
+            result = await self._per_candle(ts, vw, lo, hi)
+            if result is not None:
+                return result
+        else:
+            hit = machine.scan_scheduled(row, ts, vw, lo, hi, self.cfg, self.run.frame_end)
+            if hit is not None:
+                idx, decision = hit
+                if isinstance(decision, CancelDecision):
+                    return await self._cancel(decision, row)
+                return await self._activate(decision, row, float(vw[idx]))
+        raise InsufficientDataError(
+            f"insufficient candle data: scheduled signal {row.id} on {self.symbol} neither filled nor timed out "
+            "within the candles the exchange has; extend the data or end the frame earlier"
+        )
+
+
+def _signal_of(row: SignalRow) -> Any:
+    from btkit.model import Signal
+
+    return Signal(
+        position=row.position,
+        price_take_profit=row.take_profit,
+        price_stop_loss=row.stop_loss,
+        minute_estimated_time=row.minute_estimated_time,
+        price_open=row.price_open,
+        cost=row.cost,
+        id=row.id,
+        note=row.note,
+        multiplier=row.multiplier,
+        isolated=row.isolated,
+    )
+
+
+__all__: Sequence[str] = ("LevelEvent", "Ping", "StrategyInstance")

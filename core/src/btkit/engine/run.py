@@ -1,0 +1,109 @@
+"""What the instances of one run share: plugins, components, config, markets, risk, store, broker."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+import attrs
+
+from btkit import events
+from btkit.broker import BrokerGate
+from btkit.config import EngineConfig
+from btkit.engine.instance import StrategyInstance
+from btkit.market import Market, wall_clock_ms
+from btkit.persist.state import BackendStore, MemoryStore
+from btkit.plugins import Components, PluginManager
+from btkit.risk import RiskBook, RiskRejection
+
+log = logging.getLogger("btkit")
+
+
+@attrs.frozen
+class ErrorEvent:
+    """What ``listen_error`` listeners receive."""
+
+    error: BaseException
+    where: str
+    fatal: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.where}: {type(self.error).__name__}: {self.error}"
+
+
+class Run:
+    def __init__(
+        self,
+        *,
+        pm: PluginManager,
+        components: Components,
+        cfg: EngineConfig,
+        backtest: bool,
+        store: MemoryStore | BackendStore | None = None,
+        gate: BrokerGate | None = None,
+        frame_end: int | None = None,
+        now_ms: Callable[[], int] = wall_clock_ms,
+    ) -> None:
+        self.pm = pm
+        self.components = components
+        self.cfg = cfg
+        self.backtest = backtest
+        self.store = store or MemoryStore()
+        self.gate = gate
+        self.frame_end = frame_end
+        self.now_ms = now_ms
+        self.markets: dict[str, Market] = {}
+        self.risk = RiskBook(components.by_kind["risk"], hook=pm.hook.btkit_risk_check)
+        self.instances: dict[tuple[str, str, str], StrategyInstance] = {}
+        self.stopping = False
+        self._risk_loaded: set[str] = set()
+        self.rejections: list[RiskRejection] = []
+
+    def market(self, exchange_name: str) -> Market:
+        m = self.markets.get(exchange_name)
+        if m is None:
+            spec = self.components.get("exchange", exchange_name)
+            m = self.markets[exchange_name] = Market(spec, self.cfg, backtest=self.backtest, now_ms=self.now_ms)
+        return m
+
+    def instance(self, symbol: str, strategy_name: str, exchange_name: str, frame_name: str = "") -> StrategyInstance:
+        key = (symbol, strategy_name, exchange_name)
+        inst = self.instances.get(key)
+        if inst is None:
+            strategy = self.components.get("strategy", strategy_name)
+            self.market(exchange_name)
+            for name in strategy.risk_names:
+                self.components.get("risk", name)
+                if name not in self._risk_loaded:
+                    self.risk.restore(name, self.store.load_risk(name), self.now_ms())
+                    self._risk_loaded.add(name)
+            inst = StrategyInstance(
+                self, symbol=symbol, strategy=strategy, exchange_name=exchange_name, frame_name=frame_name
+            )
+            self.instances[key] = inst
+        return inst
+
+    def find(self, symbol: str, strategy_name: str) -> StrategyInstance | None:
+        for (sym, strat, _), inst in self.instances.items():
+            if sym == symbol and strat == strategy_name:
+                return inst
+        return None
+
+    async def report(self, exc: BaseException | None, where: str, *, fatal: bool = False) -> None:
+        error = exc if exc is not None else RuntimeError("unknown error")
+        (log.critical if fatal else log.warning)("%s: %s", where, error)
+        event = ErrorEvent(error, where, fatal)
+        try:
+            self.pm.hook.btkit_run_error(error=error, where=where)
+        except Exception:
+            log.exception("a btkit_run_error observer raised")
+        await events.emit("error", event)
+
+    async def report_risk(self, rejection: RiskRejection) -> None:
+        log.info("risk %s rejected %s on %s: %s", rejection.risk_name, rejection.strategy_name,
+                 rejection.symbol, rejection.note)
+        self.rejections.append(rejection)
+        try:
+            self.pm.hook.btkit_risk_rejected(payload=rejection, note=rejection.note)
+        except Exception:
+            log.exception("a btkit_risk_rejected observer raised")
+        await events.emit("risk", rejection)

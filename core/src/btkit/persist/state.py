@@ -1,0 +1,159 @@
+"""The engine's state store: instance state ⇄ documents, written through the persistence hooks.
+
+``MemoryStore`` (backtest) keeps nothing and writes nothing. ``BackendStore`` (live) turns every state
+change into one batch of document changes — only the documents that changed — and writes it through
+``btkit_persist_write`` *before* the change counts as done. Reads are structured strictly; a document
+that does not validate is quarantined and the load fails loudly (never treated as empty).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from btkit import serde
+from btkit.engine.state import InstanceState, Levels, StrategyState
+from btkit.errors import CorruptStateError, PersistenceError
+from btkit.model import Closed, SignalRow
+from btkit.persist.backend import Backend, Change, Key
+from btkit.risk import ActivePosition
+
+InstanceKey = tuple[str, str]  # (strategy_name, symbol)
+
+
+@attrs.frozen
+class _SignalDoc:
+    row: SignalRow | None
+
+
+@attrs.frozen
+class _HistoryDoc:
+    closed: tuple[Closed, ...]
+
+
+@attrs.frozen
+class _RiskDoc:
+    positions: tuple[ActivePosition, ...]
+
+
+def state_changes(key: InstanceKey, old: InstanceState, new: InstanceState) -> list[Change]:
+    """Document changes that turn ``old`` into ``new`` (only the documents that differ)."""
+    out: list[Change] = []
+    k: Key = key
+    if new.pending != old.pending:
+        out.append(Change("signal", k, serde.to_document(serde.unstructure(_SignalDoc(new.pending)))))
+    if new.scheduled != old.scheduled:
+        out.append(Change("schedule", k, serde.to_document(serde.unstructure(_SignalDoc(new.scheduled)))))
+    if new.strategy != old.strategy:
+        out.append(Change("strategy", k, serde.to_document(serde.unstructure(new.strategy))))
+    if new.levels != old.levels:
+        out.append(Change("levels", k, serde.to_document(serde.unstructure(new.levels))))
+    return out
+
+
+class MemoryStore:
+    """Backtests: nothing is persisted."""
+
+    persistent = False
+
+    async def load(self, key: InstanceKey) -> tuple[InstanceState, list[Closed]]:
+        return InstanceState(), []
+
+    async def save(self, changes: Sequence[Change]) -> None:
+        return None
+
+    def load_risk(self, name: str) -> list[ActivePosition]:
+        return []
+
+    def history_change(self, key: InstanceKey, closed: Sequence[Closed]) -> Change | None:
+        return None
+
+    def risk_change(self, name: str, positions: Sequence[ActivePosition]) -> Change | None:
+        return None
+
+
+class BackendStore:
+    """Live: documents in the selected backend, written through the persistence hooks."""
+
+    persistent = True
+
+    def __init__(self, pm: Any, backend: Backend) -> None:
+        self.pm = pm
+        self.backend = backend
+
+    def _read(self, domain: str, key: Key) -> Any:
+        from btkit.defaults.runtime import ABSENT
+
+        doc = self.pm.hook.btkit_persist_read(backend=self.backend, domain=domain, key=key)
+        return None if doc is ABSENT else doc
+
+    def _structured(self, domain: str, key: Key, cls: type, *, where: str) -> Any:
+        doc = self._read(domain, key)
+        if doc is None:
+            return None
+        try:
+            body = serde.from_document(doc, where=where)
+            return serde.structure(body, cls, where=where)
+        except CorruptStateError as exc:
+            moved = self.backend.quarantine(domain, key, str(exc))
+            raise CorruptStateError(
+                f"{exc}; moved aside to {moved}. Trading on this symbol stays stopped until you inspect it "
+                "and restart"
+            ) from None
+
+    async def load(self, key: InstanceKey) -> tuple[InstanceState, list[Closed]]:
+        name = "/".join(key)
+        sig = self._structured("signal", key, _SignalDoc, where=f"signal state of {name}")
+        sch = self._structured("schedule", key, _SignalDoc, where=f"schedule state of {name}")
+        strat = self._structured("strategy", key, StrategyState, where=f"strategy state of {name}")
+        levels = self._structured("levels", key, Levels, where=f"levels of {name}")
+        hist = self._structured("history", key, _HistoryDoc, where=f"history of {name}")
+        state = InstanceState(
+            pending=sig.row if sig else None,
+            scheduled=sch.row if sch else None,
+            strategy=strat or StrategyState(),
+            levels=levels or Levels(),
+        )
+        if state.pending is not None and state.scheduled is not None:
+            raise CorruptStateError(
+                f"state of {name} holds both an open position and a scheduled entry; inspect the dump "
+                "directory and remove the stale one"
+            )
+        return state, list(hist.closed) if hist else []
+
+    def load_risk(self, name: str) -> list[ActivePosition]:
+        doc = self._structured("risk", (name,), _RiskDoc, where=f"risk positions of {name}")
+        return list(doc.positions) if doc else []
+
+    async def save(self, changes: Sequence[Change]) -> None:
+        if not changes:
+            return
+        try:
+            self.pm.hook.btkit_persist_write(backend=self.backend, changes=list(changes))
+        except PersistenceError:
+            raise
+        except Exception as exc:
+            raise PersistenceError(
+                f"state write failed ({type(exc).__name__}: {exc}); the change was not applied"
+            ) from exc
+
+    def history_change(self, key: InstanceKey, closed: Sequence[Closed]) -> Change:
+        return Change("history", key, serde.to_document(serde.unstructure(_HistoryDoc(tuple(closed)))))
+
+    def risk_change(self, name: str, positions: Sequence[ActivePosition]) -> Change:
+        return Change("risk", (name,), serde.to_document(serde.unstructure(_RiskDoc(tuple(positions)))))
+
+
+def risk_changes(store: Any, book: Any, names: Sequence[str]) -> list[Change]:
+    out = []
+    for name in names:
+        change = store.risk_change(name, book.snapshot(name))
+        if change is not None:
+            out.append(change)
+    return out
+
+
+StoreLike = MemoryStore | BackendStore
+_ = Mapping

@@ -1,0 +1,245 @@
+"""The plugin host: a fresh pluggy manager per engine/run, defaults first, then entry points one by one.
+
+Loading never crashes the host: a plugin that fails to import, to register (bad hook signature) or has
+a misspelled ``btkit_*`` hook is recorded with its distribution, version and error, unregistered, and
+skipped (``btkit plugins`` shows it). Components are then collected *by name* from the registry hooks;
+a name offered twice is an error naming both distributions.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable, Iterable, Mapping
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any
+
+import attrs
+import pluggy
+
+from btkit import hookspecs
+from btkit.components import (
+    BrokerSpec,
+    ExchangeSpec,
+    FrameSpec,
+    PersistenceBackendSpec,
+    RiskSpec,
+    StrategySpec,
+)
+from btkit.errors import PluginError, UnknownComponentError
+
+GROUP = hookspecs.PROJECT
+DEFAULT_PLUGINS: tuple[str, ...] = (
+    "btkit.defaults.runtime",
+    "btkit.defaults.paper_broker",
+    "btkit.defaults.file_persistence",
+    "btkit.defaults.sim_exchange",
+)
+
+
+@attrs.frozen
+class PluginRecord:
+    """What ``btkit plugins`` shows for one plugin."""
+
+    name: str
+    dist: str
+    version: str
+    status: str  # "loaded" | "failed" | "disabled"
+    error: str = ""
+    hooks: tuple[str, ...] = ()
+
+
+class PluginManager(pluggy.PluginManager):
+    """pluggy's manager plus the load records of this run."""
+
+    def __init__(self) -> None:
+        super().__init__(GROUP)
+        self.add_hookspecs(hookspecs)
+        self.records: list[PluginRecord] = []
+        self.dist_of: dict[int, str] = {}
+
+    def failed(self) -> list[PluginRecord]:
+        return [r for r in self.records if r.status == "failed"]
+
+
+def _hooks_of(pm: PluginManager, plugin: object) -> tuple[str, ...]:
+    return tuple(sorted(c.name for c in (pm.get_hookcallers(plugin) or [])))
+
+
+def _unknown_hooks(plugin: object) -> list[str]:
+    known = {n for n in dir(hookspecs) if n.startswith("btkit_")}
+    names = dir(plugin) if not isinstance(plugin, dict) else []
+    return [n for n in names if n.startswith("btkit_") and n not in known]
+
+
+def register_plugin(pm: PluginManager, plugin: object, *, name: str, dist: str, version: str) -> bool:
+    """Register one plugin object safely; record the outcome. Returns True when loaded."""
+    try:
+        unknown = _unknown_hooks(plugin)
+        if unknown:
+            raise PluginError(
+                f"unknown hook(s) {', '.join(unknown)}; check the spelling against btkit.hookspecs"
+            )
+        pm.register(plugin, name=name)
+    except Exception as exc:  # a broken plugin must never take the host down
+        if pm.is_registered(plugin):
+            pm.unregister(plugin)
+        pm.records.append(PluginRecord(name, dist, version, "failed", f"{type(exc).__name__}: {exc}"))
+        return False
+    pm.dist_of[id(plugin)] = dist
+    pm.records.append(PluginRecord(name, dist, version, "loaded", hooks=_hooks_of(pm, plugin)))
+    return True
+
+
+def _switch(environ: Mapping[str, str], name: str) -> set[str] | None:
+    if name not in environ:
+        return None
+    return {p.strip() for p in environ[name].split(",") if p.strip()}
+
+
+def _ep_dist(ep: EntryPoint) -> tuple[str, str]:
+    dist = getattr(ep, "dist", None)
+    if dist is None:
+        return ("<unknown>", "?")
+    return (dist.metadata["Name"] or "<unknown>", dist.version or "?")
+
+
+def load_entry_points(pm: PluginManager, environ: Mapping[str, str]) -> None:
+    disabled = _switch(environ, "BTKIT_DISABLE_PLUGINS") or set()
+    allowed = _switch(environ, "BTKIT_LOAD_PLUGINS")
+    seen: set[tuple[str, str]] = set()
+    for ep in sorted(entry_points(group=GROUP), key=lambda e: e.name):
+        dist, version = _ep_dist(ep)
+        if (ep.name, dist) in seen:  # the same distribution found twice on sys.path
+            continue
+        seen.add((ep.name, dist))
+        if ep.name in disabled or dist in disabled or (
+            allowed is not None and ep.name not in allowed and dist not in allowed
+        ):
+            pm.records.append(PluginRecord(ep.name, dist, version, "disabled"))
+            continue
+        try:
+            plugin = ep.load()
+        except BaseException as exc:  # noqa: BLE001 - import errors of any kind, even SystemExit
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            pm.records.append(
+                PluginRecord(ep.name, dist, version, "failed", f"import failed: {type(exc).__name__}: {exc}")
+            )
+            continue
+        register_plugin(pm, plugin, name=ep.name, dist=dist, version=version)
+
+
+def get_plugin_manager(
+    *,
+    entrypoints: bool = True,
+    environ: Mapping[str, str] | None = None,
+    extra: Iterable[object] = (),
+) -> PluginManager:
+    """A fresh manager: default plugins, the in-code registry, installed entry points, ``extra``."""
+    from btkit import registry  # the in-process add_* registrations
+
+    env = os.environ if environ is None else environ
+    pm = PluginManager()
+    from btkit import __version__
+
+    for module_name in DEFAULT_PLUGINS:
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as exc:
+            pm.records.append(PluginRecord(module_name, "btkit", __version__, "failed", str(exc)))
+            continue
+        register_plugin(pm, module, name=module_name, dist="btkit", version=__version__)
+    register_plugin(pm, registry.CODE, name="btkit.code", dist="<code>", version=__version__)
+    if entrypoints:
+        load_entry_points(pm, env)
+    for i, plugin in enumerate(extra):
+        register_plugin(pm, plugin, name=f"extra-{i}", dist="<extra>", version="")
+    pm.check_pending()
+    return pm
+
+
+# ---------------------------------------------------------------- component collection
+_KINDS: dict[str, tuple[str, type]] = {
+    "exchange": ("btkit_exchanges", ExchangeSpec),
+    "strategy": ("btkit_strategies", StrategySpec),
+    "frame": ("btkit_frames", FrameSpec),
+    "risk": ("btkit_risks", RiskSpec),
+    "broker": ("btkit_brokers", BrokerSpec),
+    "persistence": ("btkit_persistence_backends", PersistenceBackendSpec),
+}
+
+
+@attrs.define
+class Components:
+    """Every registered component, by kind and name, plus the registry problems found."""
+
+    by_kind: dict[str, dict[str, Any]]
+    problems: list[str]
+
+    def get(self, kind: str, name: str) -> Any:
+        table = self.by_kind[kind]
+        if name in table:
+            return table[name]
+        hint = _missing_hint(kind, name)
+        known = ", ".join(sorted(table)) or "none"
+        raise UnknownComponentError(f"no {kind} named {name!r} is registered (known: {known}){hint}")
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(self.by_kind[kind])
+
+
+def _missing_hint(kind: str, name: str) -> str:
+    if kind == "persistence":
+        try:
+            from btkit.persist.select import missing_backend_message
+
+            return "; " + missing_backend_message(name)
+        except ImportError:  # pragma: no cover
+            return ""
+    if kind in ("exchange", "broker") and name.startswith(("ccxt:", "binance")):
+        package = "btkit-binance-futures" if name.startswith("binance") else "btkit-ccxt"
+        return f"; pip install {package}"
+    return ""
+
+
+def collect_components(pm: PluginManager) -> Components:
+    """Call every registry hook implementation separately, so bad records name their plugin."""
+    by_kind: dict[str, dict[str, Any]] = {k: {} for k in _KINDS}
+    problems: list[str] = []
+    owners: dict[tuple[str, str], str] = {}
+    for kind, (hook_name, record_type) in _KINDS.items():
+        caller = getattr(pm.hook, hook_name)
+        for impl in reversed(caller.get_hookimpls()):  # registration order
+            dist = pm.dist_of.get(id(impl.plugin), impl.plugin_name)
+            try:
+                records = impl.function() or ()
+                records = list(records)
+            except Exception as exc:
+                problems.append(f"{dist}: {hook_name}() raised {type(exc).__name__}: {exc}")
+                continue
+            for record in records:
+                if not isinstance(record, record_type):
+                    problems.append(
+                        f"{dist}: {hook_name}() returned {type(record).__name__}, expected {record_type.__name__}"
+                    )
+                    continue
+                key = (kind, record.name)
+                if key in owners:
+                    raise PluginError(
+                        f"{kind} {record.name!r} is offered by both {owners[key]} and {dist}; "
+                        f"uninstall one or disable it with BTKIT_DISABLE_PLUGINS"
+                    )
+                owners[key] = dist
+                by_kind[kind][record.name] = record
+    return Components(by_kind, problems)
+
+
+def require_loaded(pm: PluginManager, dist_of_component: str) -> None:
+    """Abort a live run when the plugin distribution that should provide a component failed to load."""
+    for record in pm.failed():
+        if record.dist == dist_of_component:
+            raise PluginError(f"plugin {record.dist} failed to load ({record.error}); fix or reinstall it")
+
+
+HookCallback = Callable[..., Any]

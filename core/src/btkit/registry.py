@@ -1,0 +1,117 @@
+"""In-process registrations (``add_exchange``, ``add_strategy``, …) as one ordinary plugin.
+
+``CODE`` is registered into every plugin manager like any installed plugin, so components added in code
+and components from packages are found through the same registry hooks. Adding a name again in code
+replaces the earlier in-code registration (handy in notebooks); clashing with a *plugin's* name is the
+usual duplicate-name error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from btkit.components import (
+    BrokerSpec,
+    ExchangeSpec,
+    FrameSpec,
+    PersistenceBackendSpec,
+    RiskSpec,
+    StrategySpec,
+)
+from btkit.hookspecs import hookimpl
+
+
+class CodeRegistry:
+    """Holds what user code registered; implements the registry hooks."""
+
+    def __init__(self) -> None:
+        self.clear()
+
+    def clear(self) -> None:
+        self.exchanges: dict[str, ExchangeSpec] = {}
+        self.strategies: dict[str, StrategySpec] = {}
+        self.frames: dict[str, FrameSpec] = {}
+        self.risks: dict[str, RiskSpec] = {}
+        self.brokers: dict[str, BrokerSpec] = {}
+        self.backends: dict[str, PersistenceBackendSpec] = {}
+
+    @hookimpl
+    def btkit_exchanges(self) -> list[ExchangeSpec]:
+        return list(self.exchanges.values())
+
+    @hookimpl
+    def btkit_strategies(self) -> list[StrategySpec]:
+        return list(self.strategies.values())
+
+    @hookimpl
+    def btkit_frames(self) -> list[FrameSpec]:
+        return list(self.frames.values())
+
+    @hookimpl
+    def btkit_risks(self) -> list[RiskSpec]:
+        return list(self.risks.values())
+
+    @hookimpl
+    def btkit_brokers(self) -> list[BrokerSpec]:
+        return list(self.brokers.values())
+
+    @hookimpl
+    def btkit_persistence_backends(self) -> list[PersistenceBackendSpec]:
+        return list(self.backends.values())
+
+
+CODE = CodeRegistry()
+
+
+def _aware(value: datetime | str) -> datetime:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def add_exchange(
+    name: str,
+    get_candles: Callable[..., Any],
+    format_price: Callable[[str, float], str] | None = None,
+    format_quantity: Callable[[str, float], str] | None = None,
+) -> ExchangeSpec:
+    """Register an exchange: ``get_candles(symbol, interval, since: datetime, limit)`` (sync or async)."""
+    spec = ExchangeSpec(
+        name=name, get_candles=get_candles, format_price=format_price, format_quantity=format_quantity
+    )
+    CODE.exchanges[name] = spec
+    return spec
+
+
+def add_strategy(
+    name: str,
+    get_signal: Callable[..., Any],
+    interval: str = "1m",
+    risk: str | None = None,
+    risks: Sequence[str] = (),
+    callbacks: Any = None,
+) -> StrategySpec:
+    """Register a strategy: ``get_signal(symbol, when, current_price) -> Signal | dict | None``."""
+    spec = StrategySpec(
+        name=name, get_signal=get_signal, interval=interval, risk=risk, risks=risks, callbacks=callbacks
+    )
+    CODE.strategies[name] = spec
+    return spec
+
+
+def add_frame(name: str, start: datetime | str, end: datetime | str, interval: str = "1m") -> FrameSpec:
+    """Register a backtest frame (naive datetimes are taken as UTC)."""
+    spec = FrameSpec(name=name, start=_aware(start), end=_aware(end), interval=interval)
+    CODE.frames[name] = spec
+    return spec
+
+
+def add_risk(name: str, validations: Sequence[Callable[..., Any]] | Callable[..., Any]) -> RiskSpec:
+    """Register a risk profile: each validation returns None to allow, a string (or raises) to reject."""
+    if callable(validations):
+        validations = (validations,)
+    spec = RiskSpec(name=name, validations=validations)
+    CODE.risks[name] = spec
+    return spec
