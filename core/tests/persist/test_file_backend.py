@@ -333,5 +333,5 @@ def test_failed_delete_keeps_the_document(backend: FileBackend, monkeypatch: pyt
 
 def test_uncreatable_state_directory_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "a-file").write_text("not a directory")
-    with pytest.raises(PersistenceError, match="cannot create state directory .*check the path"):
+    with pytest.raises(PersistenceError, match=r"cannot create state directory .*check the path"):
         FileBackend(tmp_path / "a-file" / "dump").open()

@@ -1,1 +1,19 @@
-"""btkit-sqlite plugin (work in progress)."""
+"""btkit-sqlite: a persistence backend plugin storing live state in one SQLite database.
+
+Select it with ``[persistence] backend = "sqlite"`` (``path = "./dump/btkit.sqlite3"``) or
+``btkit live --persistence sqlite``.
+"""
+
+from __future__ import annotations
+
+from btkit.components import PersistenceBackendSpec
+from btkit.hookspecs import hookimpl
+
+from btkit_sqlite.backend import MIGRATIONS, SCHEMA_VERSION, SqliteBackend
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SqliteBackend", "btkit_persistence_backends"]
+
+
+@hookimpl
+def btkit_persistence_backends() -> list[PersistenceBackendSpec]:
+    return [PersistenceBackendSpec(name="sqlite", factory=SqliteBackend, dist="btkit-sqlite")]
