@@ -391,3 +391,10 @@ def test_never_nan_or_inf(rows: list[tuple[float, int, int, str]]) -> None:
             assert math.isfinite(value), name
     for _, e in s.equity_curve:
         assert math.isfinite(e) and e >= 0
+
+
+def test_break_even_trade_ends_both_streaks() -> None:
+    # close order: +1, 0, +1, +1, −1, 0, −1 → longest win run 2 (the 0 splits 1|1,1), loss run 1
+    pnls = [1.0, 0.0, 1.0, 1.0, -1.0, 0.0, -1.0]
+    s = compute_statistics([make_closed(pnl_pct=p, opened=T0 + i * DAY) for i, p in enumerate(pnls)])
+    assert (s.max_consecutive_wins, s.max_consecutive_losses) == (2, 1)
