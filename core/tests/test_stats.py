@@ -364,7 +364,7 @@ def test_rejects_non_closed_input() -> None:
 
 def test_scalars_have_no_series() -> None:
     d = compute_statistics(ten_trades()).scalars()
-    assert "equity_curve" not in d and "closed" not in d
+    assert "equity_curve" not in d and "closed" not in d and "event_list" not in d
     assert d["total_signals"] == 10 and "max_drawdown" in d
 
 

@@ -136,6 +136,9 @@ def chronological(closed: Iterable[Closed]) -> list[Closed]:
 
 
 # ---------------------------------------------------------------- the record
+SERIES_FIELDS: tuple[str, ...] = ("equity_curve", "closed", "event_list")
+
+
 @attrs.frozen(kw_only=True)
 class Statistics:
     """Statistics of one set of closed signals; see docs/statistics.md for every formula.
@@ -195,6 +198,9 @@ class Statistics:
     fee_pct: float = 0.1
     equity_curve: tuple[tuple[int, float], ...] = ()
     closed: tuple[Closed, ...] = ()
+    event_list: tuple[Any, ...] = ()
+    """Live only: every tick event (idle, opened, active, closed) for dashboards; the live engine fills it
+    with ``attrs.evolve(stats, event_list=...)``. Empty for backtests."""
 
     @property
     def total_closed(self) -> int:
@@ -204,9 +210,7 @@ class Statistics:
     def scalars(self) -> dict[str, int | float | None]:
         """Every scalar field by name, in declaration order (no curve, no trades) — JSON-ready."""
         return {
-            a.name: getattr(self, a.name)
-            for a in attrs.fields(type(self))
-            if a.name not in ("equity_curve", "closed")
+            a.name: getattr(self, a.name) for a in attrs.fields(type(self)) if a.name not in SERIES_FIELDS
         }
 
 
