@@ -18,6 +18,8 @@ from btkit.commands import (
 from btkit.config import get_config, set_config
 from btkit.context import get_date, get_mode
 from btkit.engine.backtest import Backtest
+from btkit.engine.clock import ReplayClock, WallClock
+from btkit.engine.live import Live, use_persistence
 from btkit.errors import (
     BtkitError,
     CandleDataError,
@@ -81,6 +83,10 @@ __all__ = [
     "ConfigError",
     "CorruptStateError",
     "Idle",
+    "Live",
+    "ReplayClock",
+    "WallClock",
+    "use_persistence",
     "InsufficientDataError",
     "Opened",
     "OrderDeletedError",

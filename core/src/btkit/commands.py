@@ -31,9 +31,10 @@ def _instance(symbol: str) -> StrategyInstance:
 
 
 def _defer(inst: StrategyInstance, command: str) -> None:
+    """Record the request durably (live) before reporting success: it survives a crash."""
     st = inst.state.strategy
     if command not in st.deferred:
-        inst.state = attrs.evolve(inst.state, strategy=attrs.evolve(st, deferred=(*st.deferred, command)))
+        inst._commit(attrs.evolve(inst.state, strategy=attrs.evolve(st, deferred=(*st.deferred, command))))
 
 
 def commit_close_pending(symbol: str) -> bool:

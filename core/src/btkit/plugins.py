@@ -37,6 +37,9 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
 )
 
 
+TEST_PLUGINS: list[object] = []  # filled by btkit.testing's ``btkit_plugin`` fixture, always emptied after
+
+
 @attrs.frozen
 class PluginRecord:
     """What ``btkit plugins`` shows for one plugin."""
@@ -153,7 +156,7 @@ def get_plugin_manager(
     register_plugin(pm, registry.CODE, name="btkit.code", dist="<code>", version=__version__)
     if entrypoints:
         load_entry_points(pm, env)
-    for i, plugin in enumerate(extra):
+    for i, plugin in enumerate((*TEST_PLUGINS, *extra)):
         register_plugin(pm, plugin, name=f"extra-{i}", dist="<extra>", version="")
     pm.check_pending()
     return pm

@@ -214,7 +214,7 @@ class StrategyInstance:
         else:
             self.run.risk.set(self.strategy.risk_names, position)
 
-    async def _commit(
+    def _commit(
         self,
         new: InstanceState,
         *,
@@ -234,7 +234,7 @@ class StrategyInstance:
                     changes.append(change)
             if slot is not False:
                 changes.extend(self._risk_changes(slot if isinstance(slot, ActivePosition) else None))
-            await store.save(changes)
+            store.save(changes)
         self.state = new
         if closed is not None:
             self.history.append(closed)
@@ -306,7 +306,7 @@ class StrategyInstance:
             return await self._idle(when, None)
         price = await self.market.vwap(self.symbol, when)
         # the bucket is consumed before get_signal is called (a None answer still uses it)
-        await self._commit(attrs.evolve(self.state, strategy=attrs.evolve(st, last_bucket=bucket)))
+        self._commit(attrs.evolve(self.state, strategy=attrs.evolve(st, last_bucket=bucket)))
         raw = await self._call_get_signal(when, price)
         if raw is None:
             return await self._idle(when, price)
@@ -363,7 +363,7 @@ class StrategyInstance:
     async def _release_bucket(self) -> None:
         st = self.state.strategy
         if st.last_bucket is not None:
-            await self._commit(attrs.evolve(self.state, strategy=attrs.evolve(st, last_bucket=None)))
+            self._commit(attrs.evolve(self.state, strategy=attrs.evolve(st, last_bucket=None)))
 
     async def _idle(self, when: int, price: float | None) -> TickResult:
         if events.has_listeners("idle_ping"):
@@ -431,19 +431,19 @@ class StrategyInstance:
                 attempt=attempt,
                 row=row,
             )
-            await self._commit(attrs.evolve(self.state, strategy=attrs.evolve(self.state.strategy, intent=intent)))
+            self._commit(attrs.evolve(self.state, strategy=attrs.evolve(self.state.strategy, intent=intent)))
             verdict = await gate.call("on_signal_open_commit", self._open_payload(action, row, when, attempt + 1))
             if not verdict.confirmed:
                 return await self._open_failed(action, row, when, price, attempt + 1, verdict)
         st = attrs.evolve(self.state.strategy, intent=None)
         if action == "schedule":
             new = attrs.evolve(self.state, scheduled=row, pending=None, strategy=st)
-            await self._commit(new, slot=self._position_of(row))
+            self._commit(new, slot=self._position_of(row))
             result = self._result(Scheduled, when, price, row)
         else:
             st = attrs.evolve(st, last_opened_id=row.id)
             new = attrs.evolve(self.state, pending=row, scheduled=None, strategy=st, levels=Levels(signal_id=row.id))
-            await self._commit(new, slot=self._position_of(row))
+            self._commit(new, slot=self._position_of(row))
             result = self._result(Opened, when, price, row)
         await self._emit(result)
         return result
@@ -456,7 +456,7 @@ class StrategyInstance:
         where = f"broker open of {row.id} on {self.symbol}"
         if verdict.kind == "transient" and attempts < limit:
             intent = attrs.evolve(st.intent, attempt=attempts) if st.intent else None
-            await self._commit(attrs.evolve(self.state, strategy=attrs.evolve(st, intent=intent)))
+            self._commit(attrs.evolve(self.state, strategy=attrs.evolve(st, intent=intent)))
             await self.run.report(verdict.error, f"{where}: attempt {attempts}/{limit} failed, retrying next tick")
             return self._hold_result(action, row, when, price)
         # final: rejected, or transient retries exhausted → the open is dropped and its id never reused
@@ -466,7 +466,7 @@ class StrategyInstance:
             new = attrs.evolve(self.state, scheduled=None, strategy=new_st)
         else:
             new = attrs.evolve(self.state, strategy=new_st)
-        await self._commit(new, slot=None)
+        self._commit(new, slot=None)
         await self.run.report(verdict.error, f"{where}: dropped ({verdict.kind} after {attempts} attempt(s))")
         if action == "activate":
             result = self._result(Cancelled, when, price, row, reason="price_reject", close_timestamp=when)
@@ -522,7 +522,7 @@ class StrategyInstance:
                 action="cancel", signal_id=row.id, client_order_id=client_order_id(row.id, "cancel"),
                 attempt=attempt, row=row, reason=decision.reason, price=decision.price, time=decision.time,
             )
-            await self._commit(attrs.evolve(self.state, strategy=attrs.evolve(self.state.strategy, intent=intent)))
+            self._commit(attrs.evolve(self.state, strategy=attrs.evolve(self.state.strategy, intent=intent)))
             verdict = await gate.call("on_signal_cancel_commit", CancelCommit(
                 symbol=self.symbol, strategy_name=self.strategy.name, exchange_name=self.exchange_name,
                 signal_id=row.id, when=when, attempt=attempt + 1, client_order_id=intent.client_order_id,
@@ -530,7 +530,7 @@ class StrategyInstance:
             ))
             if verdict.kind == "transient" and attempt + 1 < self.cfg.order_close_retry_attempts:
                 st = self.state.strategy
-                await self._commit(attrs.evolve(self.state, strategy=attrs.evolve(st, intent=attrs.evolve(intent, attempt=attempt + 1))))
+                self._commit(attrs.evolve(self.state, strategy=attrs.evolve(st, intent=attrs.evolve(intent, attempt=attempt + 1))))
                 await self.run.report(verdict.error, f"broker cancel of {row.id} on {self.symbol}: retrying next tick")
                 return self._result(Waiting, when, decision.price, row)
             if not verdict.confirmed and verdict.kind != "deleted":
@@ -540,7 +540,7 @@ class StrategyInstance:
             intent=None,
             deferred=tuple(d for d in self.state.strategy.deferred if d != "cancel_scheduled"),
         )
-        await self._commit(attrs.evolve(self.state, scheduled=None, strategy=st), slot=None)
+        self._commit(attrs.evolve(self.state, scheduled=None, strategy=st), slot=None)
         result = self._result(Cancelled, when, decision.price, row, reason=decision.reason, close_timestamp=when)
         await self._emit(result)
         return result
@@ -593,7 +593,7 @@ class StrategyInstance:
                 action="close", signal_id=row.id, client_order_id=client_order_id(row.id, "close"),
                 attempt=attempt, row=row, reason=decision.reason, price=decision.price, time=decision.time,
             )
-            await self._commit(attrs.evolve(self.state, pending=row, strategy=attrs.evolve(self.state.strategy, intent=intent)))
+            self._commit(attrs.evolve(self.state, pending=row, strategy=attrs.evolve(self.state.strategy, intent=intent)))
             verdict = await gate.call("on_signal_close_commit", CloseCommit(
                 symbol=self.symbol, strategy_name=self.strategy.name, exchange_name=self.exchange_name,
                 signal_id=row.id, when=when, attempt=attempt + 1, client_order_id=intent.client_order_id,
@@ -604,7 +604,7 @@ class StrategyInstance:
             ))
             if verdict.kind == "transient" and attempt + 1 < cfg.order_close_retry_attempts:
                 st = self.state.strategy
-                await self._commit(attrs.evolve(self.state, strategy=attrs.evolve(st, intent=attrs.evolve(intent, attempt=attempt + 1))))
+                self._commit(attrs.evolve(self.state, strategy=attrs.evolve(st, intent=attrs.evolve(intent, attempt=attempt + 1))))
                 await self.run.report(
                     verdict.error,
                     f"broker close of {row.id} on {self.symbol}: attempt {attempt + 1}/{cfg.order_close_retry_attempts} failed, retrying next tick",
@@ -628,7 +628,7 @@ class StrategyInstance:
             intent=None,
             deferred=tuple(d for d in self.state.strategy.deferred if d != "close_pending"),
         )
-        await self._commit(attrs.evolve(self.state, pending=None, strategy=st, levels=Levels()), closed=closed, slot=None)
+        self._commit(attrs.evolve(self.state, pending=None, strategy=st, levels=Levels()), closed=closed, slot=None)
         await self._emit(closed)
         return closed
 
@@ -676,7 +676,7 @@ class StrategyInstance:
             loss=tuple(sorted((*levels.loss, *new_loss))),
             breakeven=levels.breakeven or breakeven_now,
         )
-        await self._commit(attrs.evolve(self.state, levels=updated))
+        self._commit(attrs.evolve(self.state, levels=updated))
         view = view_of(row)
         with entered(self.context(when)):
             for lv in new_profit:

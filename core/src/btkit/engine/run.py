@@ -42,6 +42,7 @@ class Run:
         gate: BrokerGate | None = None,
         frame_end: int | None = None,
         now_ms: Callable[[], int] = wall_clock_ms,
+        risk: RiskBook | None = None,
     ) -> None:
         self.pm = pm
         self.components = components
@@ -52,7 +53,7 @@ class Run:
         self.frame_end = frame_end
         self.now_ms = now_ms
         self.markets: dict[str, Market] = {}
-        self.risk = RiskBook(components.by_kind["risk"], hook=pm.hook.btkit_risk_check)
+        self.risk = risk or RiskBook(components.by_kind["risk"], hook=pm.hook.btkit_risk_check)
         self.instances: dict[tuple[str, str, str], StrategyInstance] = {}
         self.stopping = False
         self._risk_loaded: set[str] = set()

@@ -8,7 +8,7 @@ that does not validate is quarantined and the load fails loudly (never treated a
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
@@ -61,7 +61,7 @@ class MemoryStore:
     async def load(self, key: InstanceKey) -> tuple[InstanceState, list[Closed]]:
         return InstanceState(), []
 
-    async def save(self, changes: Sequence[Change]) -> None:
+    def save(self, changes: Sequence[Change]) -> None:
         return None
 
     def load_risk(self, name: str) -> list[ActivePosition]:
@@ -123,11 +123,15 @@ class BackendStore:
             )
         return state, list(hist.closed) if hist else []
 
+    def load_history(self, key: InstanceKey) -> list[Closed]:
+        hist = self._structured("history", key, _HistoryDoc, where=f"history of {'/'.join(key)}")
+        return list(hist.closed) if hist else []
+
     def load_risk(self, name: str) -> list[ActivePosition]:
         doc = self._structured("risk", (name,), _RiskDoc, where=f"risk positions of {name}")
         return list(doc.positions) if doc else []
 
-    async def save(self, changes: Sequence[Change]) -> None:
+    def save(self, changes: Sequence[Change]) -> None:
         if not changes:
             return
         try:
@@ -156,4 +160,3 @@ def risk_changes(store: Any, book: Any, names: Sequence[str]) -> list[Change]:
 
 
 StoreLike = MemoryStore | BackendStore
-_ = Mapping

@@ -1,0 +1,121 @@
+"""Clocks that drive the live runner: the wall clock, and the replay clock for rehearsals and tests.
+
+A clock hands each participant (one live instance) the next tick time ``when`` (a minute boundary, ms)
+and tells the market what "now" is, so the forming candle is never fetched. Participants of one
+:class:`ReplayClock` advance in lockstep, minute by minute, as they would on the wall clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+import time
+from datetime import datetime
+
+from btkit.context import datetime_to_ms
+from btkit.model import MINUTE_MS
+
+
+class WallClock:
+    """Real time: one tick per minute, ``delay_seconds`` after the boundary; sleeps, never spins."""
+
+    def __init__(self, delay_seconds: float = 2.0, poll_seconds: float = 5.0) -> None:
+        self.delay_ms = int(delay_seconds * 1000)
+        self.poll = poll_seconds
+
+    def now_ms(self) -> int:
+        return int(time.time() * 1000)
+
+    def register(self) -> int:
+        return 0
+
+    def unregister(self, pid: int) -> None:
+        return None
+
+    async def next_tick(self, pid: int, last: int | None, stop: asyncio.Event | None = None) -> int | None:
+        while True:
+            now = self.now_ms()
+            when = (now // MINUTE_MS) * MINUTE_MS
+            if last is None or when > last:
+                due = when + self.delay_ms
+                if now >= due:
+                    return when
+                wait = (due - now) / 1000
+            else:
+                wait = (when + MINUTE_MS + self.delay_ms - now) / 1000
+            wait = max(0.05, min(self.poll, wait))
+            if stop is not None:
+                try:
+                    await asyncio.wait_for(stop.wait(), wait)
+                    return None
+                except TimeoutError:
+                    continue
+            await asyncio.sleep(wait)
+
+
+class ReplayClock:
+    """Simulated time from ``start``: minute by minute, ``speed`` times faster than real time (None: as
+    fast as the machine allows), until ``end`` (inclusive) when given. Thread-safe; lockstep across every
+    run that shares this instance."""
+
+    def __init__(self, start: datetime | int, *, end: datetime | int | None = None, speed: float | None = None) -> None:
+        start_ms = start if isinstance(start, int) else datetime_to_ms(start)
+        self.current = (start_ms // MINUTE_MS) * MINUTE_MS
+        self.end = None if end is None else (end if isinstance(end, int) else datetime_to_ms(end))
+        if speed is not None and not speed > 0:
+            raise ValueError(f"speed must be > 0 or None, got {speed!r}")
+        self.speed = speed
+        self._ids = itertools.count(1)
+        self._members: set[int] = set()
+        self._done_with: dict[int, int] = {}  # pid -> last minute it finished
+        self._cond = threading.Condition()
+        self._last_advance = time.monotonic()
+
+    def now_ms(self) -> int:
+        return self.current
+
+    def register(self) -> int:
+        with self._cond:
+            pid = next(self._ids)
+            self._members.add(pid)
+            return pid
+
+    def unregister(self, pid: int) -> None:
+        with self._cond:
+            self._members.discard(pid)
+            self._done_with.pop(pid, None)
+            self._maybe_advance()
+            self._cond.notify_all()
+
+    def _maybe_advance(self) -> None:
+        if self._members and all(self._done_with.get(p) == self.current for p in self._members):
+            if self.speed is not None:
+                pause = 60.0 / self.speed - (time.monotonic() - self._last_advance)
+                if pause > 0:
+                    self._cond.wait(pause)
+            self.current += MINUTE_MS
+            self._last_advance = time.monotonic()
+
+    def _finished(self) -> bool:
+        return self.end is not None and self.current > self.end
+
+    async def next_tick(self, pid: int, last: int | None, stop: asyncio.Event | None = None) -> int | None:
+        """The next minute for participant ``pid`` (after ``last``), or None when the replay is over."""
+        with self._cond:
+            if last is not None:
+                self._done_with[pid] = last
+                self._maybe_advance()
+                self._cond.notify_all()
+        spins = 0
+        while True:
+            with self._cond:
+                if self._finished():
+                    return None
+                if last is None or self.current > last:
+                    return self.current
+            if stop is not None and stop.is_set():
+                return None
+            # let the other participants finish their minute (same loop: yield; other threads: nap)
+            spins += 1
+            await asyncio.sleep(0 if spins < 50 else 0.001)

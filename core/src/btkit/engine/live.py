@@ -1,0 +1,335 @@
+"""The live driver (30-live.md): the same instance tick, driven by a clock, with persistence and a broker.
+
+One :class:`LiveSession` per process owns an event loop on a background thread, the plugin manager,
+the persistence backend (opened exclusively: a second live process on the same state refuses to
+start), the broker gate and the portfolio-wide risk book. Every ``Live.run`` / ``Live.background`` is a
+task on that loop, so many symbols × strategies tick concurrently and share risk. A raising tick is
+reported on ``listen_error`` and retried next minute; it never ends the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import logging
+import queue
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from btkit import events
+from btkit.broker import Broker, BrokerGate
+from btkit.config import get_config
+from btkit.engine.backtest import Done
+from btkit.engine.clock import ReplayClock, WallClock
+from btkit.engine.instance import StrategyInstance
+from btkit.engine.run import Run
+from btkit.errors import CorruptStateError, PersistenceError
+from btkit.model import Cancelled, Closed, Idle, Opened, TickResult
+from btkit.persist.state import BackendStore
+from btkit.plugins import collect_components, get_plugin_manager, require_loaded
+from btkit.risk import RiskBook
+
+log = logging.getLogger("btkit.live")
+EVENT_LIST_MAX = 10_000
+
+
+@attrs.define
+class LiveSettings:
+    """What the next live session uses; set by ``use_persistence``, ``Broker.*`` and the CLI."""
+
+    persistence: str = "file"
+    persistence_options: dict[str, Any] = attrs.Factory(lambda: {"root": "./dump"})
+    broker: str | None = None
+    broker_options: dict[str, Any] = attrs.Factory(dict)
+    broker_timeout_seconds: float = 60.0
+
+
+SETTINGS = LiveSettings()
+
+
+def use_persistence(name: str, **options: Any) -> None:
+    """Select the persistence backend (``file``, ``sqlite``, ``redis``, …) for live runs in this process."""
+    if _session is not None:
+        raise PersistenceError("a live session is running; choose the persistence backend before it starts")
+    SETTINGS.persistence = name
+    SETTINGS.persistence_options = dict(options) if options or name != "file" else {"root": "./dump"}
+
+
+class LiveSession:
+    def __init__(self) -> None:
+        self.pm = get_plugin_manager()
+        self.components = collect_components(self.pm)
+        for problem in self.components.problems:
+            log.warning("plugin problem: %s", problem)
+        backend_spec = self.components.get("persistence", SETTINGS.persistence)
+        require_loaded(self.pm, backend_spec.dist)
+        broker_spec = self.components.get("broker", Broker.selected_name(SETTINGS.broker))
+        require_loaded(self.pm, broker_spec.dist)
+        self.backend = backend_spec.factory(**SETTINGS.persistence_options)
+        self.backend.open(exclusive=True)  # StateLockedError when another live process owns it
+        try:
+            self.broker = broker_spec.factory(**SETTINGS.broker_options)
+            self.store = BackendStore(self.pm, self.backend)
+            self.gate = BrokerGate(self.pm, self.broker, timeout_seconds=SETTINGS.broker_timeout_seconds)
+            self.risk = RiskBook(self.components.by_kind["risk"], hook=self.pm.hook.btkit_risk_check)
+            self.cfg = get_config()
+            self.runs: dict[int, Run] = {}
+            self.handles: list[LiveHandle] = []
+            self.loop = asyncio.new_event_loop()
+            self._thread = threading.Thread(target=self._serve, name="btkit-live", daemon=True)
+            self._thread.start()
+        except BaseException:
+            self.backend.close()
+            raise
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def run_for(self, clock: Any) -> Run:
+        run = self.runs.get(id(clock))
+        if run is None:
+            run = Run(pm=self.pm, components=self.components, cfg=self.cfg, backtest=False, store=self.store,
+                      gate=self.gate, now_ms=clock.now_ms, risk=self.risk)
+            self.runs[id(clock)] = run
+        return run
+
+    def instance(self, clock: Any, symbol: str, strategy: str, exchange: str) -> StrategyInstance:
+        for run in self.runs.values():
+            if run.find(symbol, strategy) is not None and run is not self.runs.get(id(clock)):
+                raise PersistenceError(f"{strategy} on {symbol} already runs live in this process")
+        return self.run_for(clock).instance(symbol, strategy, exchange)
+
+    def find(self, symbol: str, strategy: str) -> StrategyInstance | None:
+        for run in self.runs.values():
+            inst = run.find(symbol, strategy)
+            if inst is not None:
+                return inst
+        return None
+
+    def submit(self, coro: Any) -> concurrent.futures.Future[Any]:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def finished(self, handle: LiveHandle) -> None:
+        if all(h.done for h in self.handles):
+            close_session()
+
+    def close(self) -> None:
+        try:
+            self.backend.close()
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+_session: LiveSession | None = None
+_session_lock = threading.Lock()
+
+
+def session() -> LiveSession:
+    global _session
+    with _session_lock:
+        if _session is None:
+            _session = LiveSession()
+        return _session
+
+
+def close_session() -> None:
+    """Release the state lock and stop the live loop thread (after every live run ended)."""
+    global _session
+    with _session_lock:
+        if _session is not None:
+            current, _session = _session, None
+            current.close()
+
+
+class LiveHandle:
+    """A running live instance: ``stop()`` (graceful), ``kill()``, ``join()``, ``event_list``."""
+
+    def __init__(self, sess: LiveSession, inst: StrategyInstance, clock: Any, sink: Callable[[TickResult], None] | None) -> None:
+        self.session = sess
+        self.instance = inst
+        self.clock = clock
+        self.sink = sink
+        self.event_list: collections.deque[TickResult] = collections.deque(maxlen=EVENT_LIST_MAX)
+        self.error: BaseException | None = None
+        self._hard_stop: asyncio.Event | None = None
+        self._finished = threading.Event()
+        sess.handles.append(self)
+        self.future = sess.submit(self._loop())
+
+    @property
+    def done(self) -> bool:
+        return self._finished.is_set()
+
+    def stop(self) -> None:
+        """Graceful: no new signals; a resting entry is cancelled; an open position runs to TP/SL/expiry."""
+        self.instance.stop_requested = True
+
+    __call__ = stop
+
+    def kill(self) -> None:
+        """Stop ticking at once (state on disk stays consistent; positions stay open)."""
+        self.instance.stop_requested = True
+        if self._hard_stop is not None:
+            self.session.loop.call_soon_threadsafe(self._hard_stop.set)
+
+    def join(self, timeout: float | None = None) -> bool:
+        return self._finished.wait(timeout)
+
+    async def _loop(self) -> None:
+        inst, clock = self.instance, self.clock
+        run = inst.run
+        self._hard_stop = asyncio.Event()
+        pid = clock.register()
+        last: int | None = None
+        where = f"live {inst.strategy.name} on {inst.symbol}"
+        try:
+            while True:
+                when = await clock.next_tick(pid, last, self._hard_stop)
+                if when is None or self._hard_stop.is_set():
+                    break
+                last = when
+                try:
+                    result = await inst.tick(when)
+                except CorruptStateError as exc:
+                    self.error = exc
+                    await run.report(exc, where, fatal=True)
+                    break
+                except Exception as exc:
+                    await run.report(exc, f"{where}: tick at {when} failed; retrying next minute")
+                    continue
+                self.event_list.append(result)
+                if self.sink is not None and isinstance(result, (Opened, Closed, Cancelled)):
+                    self.sink(result)
+                st = inst.state
+                if inst.stop_requested and isinstance(result, Idle) and st.pending is None and st.scheduled is None:
+                    break
+        except Exception as exc:  # never kill the process
+            self.error = exc
+            await run.report(exc, where, fatal=True)
+        finally:
+            clock.unregister(pid)
+            await events.emit("done_live", Done(
+                symbol=inst.symbol, strategy_name=inst.strategy.name, exchange_name=inst.exchange_name,
+                frame_name="", backtest=False, error=self.error))
+            self._finished.set()
+            if self.sink is not None:
+                self.sink(_END)
+            threading.Thread(target=self.session.finished, args=(self,), daemon=True).start()
+
+
+_END: Any = object()
+
+
+class LiveStream:
+    """``Live.run``'s result: a never-ending (until stopped / replay end) iterator, sync or async."""
+
+    def __init__(self, start: Callable[[Callable[[Any], None]], LiveHandle]) -> None:
+        self._start = start
+        self.handle: LiveHandle | None = None
+
+    def __iter__(self) -> Iterator[TickResult]:
+        q: queue.Queue[Any] = queue.Queue()
+        self.handle = self._start(q.put)
+        try:
+            while True:
+                item = q.get()
+                if item is _END:
+                    if self.handle.error is not None and isinstance(self.handle.error, CorruptStateError):
+                        raise self.handle.error
+                    return
+                yield item
+        finally:
+            if not self.handle.done:
+                self.handle.stop()
+
+    async def __aiter__(self) -> AsyncIterator[TickResult]:
+        loop = asyncio.get_running_loop()
+        aq: asyncio.Queue[Any] = asyncio.Queue()
+        self.handle = self._start(lambda item: loop.call_soon_threadsafe(aq.put_nowait, item))
+        try:
+            while True:
+                item = await aq.get()
+                if item is _END:
+                    return
+                yield item
+        finally:
+            if not self.handle.done:
+                self.handle.stop()
+
+
+class Live:
+    """Live runner: same registrations as the backtest, the wall clock (or a replay clock), no frame."""
+
+    @staticmethod
+    def _start(symbol: str, strategy: str, exchange: str, clock: Any, sink: Any) -> LiveHandle:
+        sess = session()
+        clock = clock if clock is not None else WallClock()
+        inst = sess.instance(clock, symbol, strategy, exchange)
+        return LiveHandle(sess, inst, clock, sink)
+
+    @staticmethod
+    def run(symbol: str, *, strategy: str, exchange: str, clock: WallClock | ReplayClock | None = None) -> LiveStream:
+        """Iterate opened/closed/cancelled results as they happen (idle and active ticks suppressed)."""
+        return LiveStream(lambda sink: Live._start(symbol, strategy, exchange, clock, sink))
+
+    @staticmethod
+    def background(
+        symbol: str, *, strategy: str, exchange: str, clock: WallClock | ReplayClock | None = None
+    ) -> LiveHandle:
+        """Start without blocking; the returned handle (callable) stops gracefully."""
+        return Live._start(symbol, strategy, exchange, clock, None)
+
+    @staticmethod
+    def get_data(symbol: str, *, strategy: str, exchange: str) -> Any:
+        """Statistics over every closed signal (history survives restarts) plus ``event_list``."""
+        from btkit.stats import compute_statistics
+
+        cfg = get_config()
+        inst = _session.find(symbol, strategy) if _session is not None else None
+        if inst is not None:
+            closed = list(inst.history)
+            handle = next((h for h in _session.handles if h.instance is inst), None) if _session else None
+            event_list = list(handle.event_list) if handle else []
+        else:
+            closed, event_list = _read_history(symbol, strategy), []
+        stats = compute_statistics(closed, slippage_pct=cfg.percent_slippage, fee_pct=cfg.percent_fee)
+        return attrs.evolve(stats, event_list=tuple(event_list))
+
+    @staticmethod
+    def dump(symbol: str, *, strategy: str, exchange: str, path: str | Path = "./dump/live") -> Path:
+        from btkit.market import wall_clock_ms
+        from btkit.report import dump_report
+
+        data = Live.get_data(symbol, strategy=strategy, exchange=exchange)
+        return dump_report(Path(path), f"Live {symbol} · {strategy} · {exchange}", data, symbol=symbol,
+                           strategy=strategy, exchange=exchange, frame="live", mode="live", ts_ms=wall_clock_ms())
+
+    @staticmethod
+    def shutdown() -> None:
+        """Stop every live run at once and release the state directory (tests, embedding)."""
+        sess = _session
+        if sess is None:
+            return
+        for h in list(sess.handles):
+            h.kill()
+        for h in list(sess.handles):
+            h.join(10)
+        close_session()
+
+
+def _read_history(symbol: str, strategy: str) -> list[Closed]:
+    """History from the configured backend without taking the live lock (reports after a run)."""
+    pm = get_plugin_manager()
+    components = collect_components(pm)
+    backend = components.get("persistence", SETTINGS.persistence).factory(**SETTINGS.persistence_options)
+    backend.open(exclusive=False)
+    try:
+        return BackendStore(pm, backend).load_history((strategy, symbol))
+    finally:
+        backend.close()
