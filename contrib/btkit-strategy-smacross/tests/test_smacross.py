@@ -86,3 +86,31 @@ def test_bracket_is_plus_two_minus_one_percent() -> None:
     assert b["position"] == "long"
     assert b["price_take_profit"] == pytest.approx(51_000.0)
     assert b["price_stop_loss"] == pytest.approx(49_500.0)
+
+
+def test_backtest_through_the_engine_opens_only_on_crossovers() -> None:
+    """A week on the simulated exchange through btkit.Backtest: every opened trade sits on a crossover
+    of the 15m closes before the decision minute (so get_candles gave the strategy the right window)."""
+    from datetime import UTC, datetime, timedelta
+
+    import btkit
+    from btkit.defaults.sim_exchange import SimExchange
+
+    start = datetime(2024, 3, 1, tzinfo=UTC)
+    btkit.add_frame("smacross-test-week", start, start + timedelta(days=7))
+    run = btkit.Backtest.run("BTCUSDT", strategy="sma-cross", exchange="sim", frame="smacross-test-week")
+    results = list(run)
+    opened = [r for r in results if isinstance(r, btkit.Opened)]
+    closed = [r for r in results if isinstance(r, btkit.Closed)]
+    assert opened and len(closed) == len(opened)
+    sim = SimExchange()
+    step = 15 * 60_000
+    for r in opened:
+        aligned = r.timestamp // step * step
+        since = datetime.fromtimestamp((aligned - 31 * step) / 1000, UTC)
+        closes = sim.get_candles("BTCUSDT", "15m", since, 31)[:, 4]
+        assert sma.crossed_up(closes), r
+        assert r.signal.price_take_profit == pytest.approx(r.signal.price_open * 1.02)
+        assert r.signal.price_stop_loss == pytest.approx(r.signal.price_open * 0.99)
+        assert r.signal.minute_estimated_time == 1440 and r.signal.cost == 100
+    assert {c.close_reason for c in closed} <= {"take_profit", "stop_loss", "time_expired"}
