@@ -30,11 +30,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from btkit.errors import CorruptStateError, PersistenceError, StateLockedError
 from btkit.persist.backend import Backend, Change, Key
 from btkit.persist.keys import MAX_PART_CHARS
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 MakeBackend = Callable[[], Backend]
 CorruptDocument = Callable[[str, Key], None]
@@ -376,14 +377,19 @@ class PersistenceContract:
             t.start()
         for t in threads:
             t.join()
-        assert errors == []
+        assert not errors, f"concurrent writes failed: {errors!r}"
         assert len(backend.keys("signal")) == 4 * 15
 
     # ------------------------------------------------------------ model-based
     @settings(
         max_examples=25,
         deadline=None,
-        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+        # each backend's subclass runs this one method: different executors on purpose
+        suppress_health_check=[
+            HealthCheck.function_scoped_fixture,
+            HealthCheck.too_slow,
+            HealthCheck.differing_executors,
+        ],
     )
     @given(batches=_batches)
     def test_random_writes_and_deletes_match_a_dict_model(

@@ -1,0 +1,377 @@
+"""Redis persistence backend: live state as JSON strings in Redis (redis-py).
+
+Key layout (every part encoded with :func:`btkit.persist.keys.encode_part`, which never produces
+``:``): documents at ``<prefix>:<bot>:<domain>:<part0>:...:<last>``, the owner lock at
+``<prefix>:<bot>:lock``, quarantined documents at ``<prefix>:<bot>:quarantine:<domain>:<parts>:<stamp>``
+(their reason at ``...:<stamp>:reason``).
+
+- ``write()`` is one MULTI/EXEC transaction (``atomic_batches = True``).
+- Exclusive open: ``SET <lock> <host:pid:random> NX PX <lock_ttl>``. The lock is renewed by a
+  heartbeat thread every ``lock_ttl / 3`` and by every write, and released on ``close()``. A process
+  killed with SIGKILL leaves the lock behind for at most ``lock_ttl`` seconds (15 by default), after
+  which a restart takes it. Every exclusive write WATCHes the lock and refuses
+  (``StateLockedError``) if another process has taken it meanwhile, so two bots never interleave.
+- Redis unreachable → every call raises ``PersistenceError("redis at <url> unreachable: …; live
+  trading pauses until it is back")``; nothing proceeds without a durable write.
+- Durability is whatever the server is configured for; run it with ``appendonly yes`` and
+  ``appendfsync always`` (see the package README). ``open()`` logs a WARNING when it can see weaker
+  settings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+import socket
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+from btkit.errors import CorruptStateError, PersistenceError, StateLockedError
+from btkit.persist.backend import Change, Key
+from btkit.persist.file import check_domain, describe, dump_document, load_document, utc_stamp
+from btkit.persist.keys import decode_part, encode_key, encode_part
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+log = logging.getLogger("btkit.persist.redis")
+
+DEFAULT_URL = "redis://127.0.0.1:6379/0"
+URL_ENV = "BTKIT__PERSISTENCE__URL"
+
+# Renew the lock if we still own it; take it again if it expired and nobody else took it.
+_RENEW = """
+local v = redis.call('GET', KEYS[1])
+if v == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
+if not v then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 2 end
+return 0
+"""
+# Delete the lock only if we own it.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its password, for messages and logs."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        host = parts.hostname or ""
+        if parts.port is not None:
+            host = f"{host}:{parts.port}"
+        user = f"{parts.username}:***@" if parts.username else ":***@"
+        return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
+    except ValueError:
+        return "<unparseable redis url>"
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+class RedisBackend:
+    """Live state in Redis under ``<prefix>:<bot>:``. ``url`` defaults to ``$BTKIT__PERSISTENCE__URL``,
+    then ``redis://127.0.0.1:6379/0``. Use one ``bot`` name per live bot sharing a Redis."""
+
+    name = "redis"
+    atomic_batches = True
+
+    def __init__(
+        self,
+        url: str | None = None,
+        prefix: str = "btkit",
+        bot: str = "default",
+        *,
+        lock_ttl: float = 15.0,
+        socket_timeout: float = 5.0,
+    ):
+        self.url = url or os.environ.get(URL_ENV) or DEFAULT_URL
+        self.safe_url = redact_url(self.url)
+        self.namespace = f"{encode_part(prefix)}:{encode_part(bot)}"
+        if lock_ttl <= 0:
+            raise PersistenceError(f"lock_ttl must be positive, got {lock_ttl}")
+        self.lock_ttl = lock_ttl
+        self.socket_timeout = socket_timeout
+        self.lock_key = f"{self.namespace}:lock"
+        self._mutex = threading.RLock()
+        self._client: redis.Redis | None = None
+        self._token: str | None = None
+        self._stop = threading.Event()
+        self._heartbeat: threading.Thread | None = None
+
+    def __repr__(self) -> str:
+        return f"RedisBackend(url={self.safe_url!r}, namespace={self.namespace!r})"
+
+    # ------------------------------------------------------------ lifecycle
+    def open(self, *, exclusive: bool = False) -> None:
+        """Connect (and PING). With ``exclusive=True`` take the owner lock or raise ``StateLockedError``."""
+        with self._mutex:
+            if self._client is None:
+                try:
+                    client = redis.Redis.from_url(
+                        self.url,
+                        socket_timeout=self.socket_timeout,
+                        socket_connect_timeout=self.socket_timeout,
+                        retry=Retry(NoBackoff(), 1),  # one reconnect for a stale pooled connection
+                    )
+                except ValueError as exc:
+                    raise PersistenceError(
+                        f"invalid redis url {self.safe_url}: {_one_line(exc)}; use redis://host:port/db"
+                    ) from None
+                self._client = client
+                try:
+                    with self._call("ping") as r:
+                        r.ping()
+                except BaseException:
+                    self.close()
+                    raise
+                self._warn_weak_durability()
+            if exclusive and self._token is None:
+                self._take_lock()
+
+    def close(self) -> None:
+        """Stop the heartbeat, release the lock if we own it, disconnect. Idempotent."""
+        self._stop.set()
+        heartbeat, self._heartbeat = self._heartbeat, None
+        if heartbeat is not None and heartbeat is not threading.current_thread():
+            heartbeat.join()
+        with self._mutex:
+            client, self._client = self._client, None
+            token, self._token = self._token, None
+            if client is None:
+                return
+            if token is not None:
+                with contextlib.suppress(redis.RedisError, OSError):
+                    client.eval(_RELEASE, 1, self.lock_key, token)
+            with contextlib.suppress(redis.RedisError, OSError):
+                client.close()
+
+    # ------------------------------------------------------------ protocol
+    def read(self, domain: str, key: Key) -> dict[str, Any] | None:
+        name = self._key(domain, key)
+        with self._call("read") as r:
+            try:
+                raw = r.get(name)
+            except redis.ResponseError as exc:  # WRONGTYPE: something else stands at this key
+                raw, reason = None, f"not a string value ({_one_line(exc)})"
+            else:
+                if raw is None:
+                    return None
+                try:
+                    return load_document(raw)
+                except ValueError as exc:
+                    reason = f"not a valid JSON object: {exc}"
+        where = self.quarantine(domain, key, reason)
+        raise CorruptStateError(
+            f"state document {describe(domain, key)} at {self.safe_url} is corrupt ({reason}); it was "
+            f"renamed to {where} — inspect it (restore it or accept losing that state) before restarting"
+        )
+
+    def write(self, changes: Sequence[Change]) -> None:
+        """Apply all ``changes`` in one MULTI/EXEC. When opened exclusively, the lock is WATCHed and
+        renewed in the same transaction: a process that lost the lock writes nothing."""
+        prepared: list[tuple[str, bytes | None]] = []
+        for change in changes:
+            name = self._key(change.domain, change.key)
+            body = (
+                None if change.document is None else dump_document(change.domain, change.key, change.document)
+            )
+            prepared.append((name, body))
+        if not prepared:
+            return
+        # One write at a time per process (the heartbeat takes the same mutex): the lock key is
+        # WATCHed, and renewing it from a concurrent call would abort this transaction.
+        with self._mutex, self._call("write") as r:
+            for _attempt in range(3):
+                if self._transact(r, prepared):
+                    return
+            raise PersistenceError(
+                f"redis at {self.safe_url} kept interrupting the transaction; the change did not happen"
+            )
+
+    def _transact(self, r: redis.Redis, prepared: Sequence[tuple[str, bytes | None]]) -> bool:
+        """One MULTI/EXEC attempt; False when EXEC was aborted (nothing applied) and may be retried."""
+        token = self._token
+        with r.pipeline(transaction=True) as pipe:
+            try:
+                if token is not None:
+                    pipe.watch(self.lock_key)
+                    holder = pipe.get(self.lock_key)
+                    if holder is not None and holder.decode("utf-8", "replace") != token:
+                        raise self._lost_lock(holder)
+                    pipe.multi()
+                    pipe.set(self.lock_key, token, px=self._ttl_ms)  # renew, or retake after expiry
+                else:
+                    pipe.multi()
+                for name, body in prepared:
+                    if body is None:
+                        pipe.delete(name)
+                    else:
+                        pipe.set(name, body)
+                pipe.execute()
+                return True
+            except redis.WatchError:
+                # EXEC was refused, nothing applied. Someone else took the lock, or the lock merely
+                # changed (expired, or a dropped connection ended the WATCH): then try again.
+                holder = r.get(self.lock_key)
+                if holder is not None and holder.decode("utf-8", "replace") != token:
+                    raise self._lost_lock(holder) from None
+                return False
+
+    def keys(self, domain: str) -> list[Key]:
+        check_domain(domain)
+        head = f"{self.namespace}:{domain}:"
+        out: list[Key] = []
+        with self._call("scan") as r:
+            for raw in r.scan_iter(match=f"{head}*", count=1000):
+                name = raw.decode("utf-8", "replace")
+                parts = tuple(name[len(head) :].split(":"))
+                try:
+                    key = tuple(decode_part(p) for p in parts)
+                    ok = encode_key(key) == parts
+                except (ValueError, PersistenceError):
+                    ok = False
+                if ok:
+                    out.append(key)
+                else:
+                    log.warning("ignoring redis key %r that btkit did not write", name)
+        return sorted(out)
+
+    def quarantine(self, domain: str, key: Key, reason: str) -> str:
+        """RENAME the document to ``<prefix>:<bot>:quarantine:<domain>:<parts>:<stamp>`` (value
+        untouched), store the reason next to it, log an ERROR, return the new key."""
+        name = self._key(domain, key)
+        where = name[len(self.namespace) + 1 :]  # "<domain>:<parts>"
+        target = f"{self.namespace}:quarantine:{where}:{utc_stamp()}{secrets.token_hex(2)}"
+        with self._call("quarantine") as r:
+            if not r.exists(name):
+                raise PersistenceError(
+                    f"no state document {describe(domain, key)} at {self.safe_url} to quarantine"
+                )
+            with r.pipeline(transaction=True) as pipe:
+                pipe.rename(name, target)
+                pipe.set(f"{target}:reason", f"{describe(domain, key)}: {reason}")
+                pipe.execute()
+        log.error("quarantined state document %s to redis key %s: %s", describe(domain, key), target, reason)
+        return target
+
+    # ------------------------------------------------------------ internals
+    @property
+    def _ttl_ms(self) -> int:
+        return max(1, int(self.lock_ttl * 1000))
+
+    def _key(self, domain: str, key: Key) -> str:
+        check_domain(domain)
+        return ":".join((self.namespace, domain, *encode_key(tuple(key))))
+
+    @contextlib.contextmanager
+    def _call(self, what: str) -> Iterator[redis.Redis]:
+        client = self._client
+        if client is None:
+            raise PersistenceError(
+                f"redis persistence backend {self.safe_url} is not open; call open() first"
+            )
+        try:
+            yield client
+        except redis.AuthenticationError as exc:
+            raise PersistenceError(
+                f"redis at {self.safe_url} refused the credentials ({_one_line(exc)}); check the password "
+                f"in {URL_ENV}"
+            ) from None
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            raise PersistenceError(
+                f"redis at {self.safe_url} unreachable: {_one_line(exc)}; "
+                "live trading pauses until it is back"
+            ) from None
+        except redis.WatchError:
+            raise
+        except redis.RedisError as exc:
+            raise PersistenceError(
+                f"redis {what} at {self.safe_url} failed: {_one_line(exc)}; the change did not happen"
+            ) from None
+
+    def _take_lock(self) -> None:
+        token = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(8)}"
+        with self._call("lock") as r:
+            if not r.set(self.lock_key, token, nx=True, px=self._ttl_ms):
+                holder = r.get(self.lock_key)
+                pttl = r.pttl(self.lock_key)
+                who = holder.decode("utf-8", "replace") if holder else "?"
+                raise StateLockedError(
+                    f"another btkit live process owns redis {self.safe_url} {self.namespace} (lock held by "
+                    f"{who}, {max(pttl, 0) / 1000:.0f} s left unless renewed); stop it, wait if it crashed, "
+                    "or use another bot name"
+                )
+        self._token = token
+        self._stop = threading.Event()
+        self._heartbeat = threading.Thread(
+            target=self._beat,
+            args=(self._stop, token),
+            name=f"btkit-redis-lock-{self.namespace}",
+            daemon=True,
+        )
+        self._heartbeat.start()
+
+    def _beat(self, stop: threading.Event, token: str) -> None:
+        unreachable = False
+        while not stop.wait(self.lock_ttl / 3):
+            client = self._client
+            if client is None:
+                return
+            try:
+                with self._mutex:
+                    if stop.is_set():
+                        return
+                    result = client.eval(_RENEW, 1, self.lock_key, token, self._ttl_ms)
+            except (redis.RedisError, OSError) as exc:
+                if not unreachable:
+                    log.warning("cannot renew the redis lock at %s: %s", self.safe_url, _one_line(exc))
+                unreachable = True
+                continue
+            unreachable = False
+            if result == 0:
+                log.error(
+                    "lost the redis lock %s at %s to another process; writes from this process are refused",
+                    self.lock_key,
+                    self.safe_url,
+                )
+                return
+
+    def _lost_lock(self, holder: bytes) -> StateLockedError:
+        return StateLockedError(
+            f"this process lost the lock on redis {self.safe_url} {self.namespace} to "
+            f"{holder.decode('utf-8', 'replace')}; nothing was written — stop this process"
+        )
+
+    def _warn_weak_durability(self) -> None:
+        client = self._client
+        if client is None:
+            return
+        try:
+            config = {str(k): str(v) for k, v in client.config_get("*").items()}
+        except (redis.RedisError, OSError):
+            return  # CONFIG disabled (managed Redis): nothing to check
+        aof, fsync = config.get("appendonly"), config.get("appendfsync")
+        if aof != "yes" or fsync != "always":
+            log.warning(
+                "redis at %s runs with appendonly=%s appendfsync=%s: acknowledged btkit state can be lost "
+                "when redis or its machine crashes; set appendonly yes and appendfsync always",
+                self.safe_url,
+                aof,
+                fsync,
+            )
+        policy = config.get("maxmemory-policy", "noeviction")
+        if config.get("maxmemory", "0") != "0" and policy != "noeviction":
+            log.warning(
+                "redis at %s may evict keys (maxmemory-policy=%s): btkit state could silently disappear; "
+                "set maxmemory-policy noeviction",
+                self.safe_url,
+                policy,
+            )

@@ -1,0 +1,404 @@
+"""btkit-redis against a real redis-server: the shared contract suite, Redis going away and coming
+back (AOF), the owner lock (SIGKILLed owner, lost lock), key layout and registration."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import btkit_redis
+import pluggy
+import pytest
+import redis
+from btkit import hookspecs
+from btkit.errors import CorruptStateError, PersistenceError, StateLockedError
+from btkit.persist.backend import Change, Key
+from btkit.persist.keys import encode_key
+from btkit.testing.persistence_contract import HOSTILE_PARTS, PersistenceContract
+from btkit_redis import RedisBackend, redact_url
+
+REDIS_SERVER = shutil.which("redis-server")
+pytestmark = pytest.mark.skipif(
+    REDIS_SERVER is None, reason="redis-server is not on PATH (Debian/Ubuntu: apt-get install redis-server)"
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RedisServer:
+    """A real redis-server on a free loopback port, AOF with fsync on every write, data in ``dir``."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        assert REDIS_SERVER is not None
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            [
+                REDIS_SERVER,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--dir",
+                str(self.dir),
+                "--logfile",
+                str(self.dir / "redis.log"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=1)
+        try:
+            for _ in range(200):
+                if self.proc.poll() is not None:
+                    pytest.fail(
+                        f"redis-server exited with {self.proc.returncode}; see {self.dir / 'redis.log'}"
+                    )
+                try:
+                    if client.ping():
+                        return
+                except redis.ConnectionError:
+                    time.sleep(0.05)
+                except redis.ResponseError:  # "LOADING": still replaying the AOF
+                    time.sleep(0.05)
+            pytest.fail("redis-server did not answer PING within 10 s")
+        finally:
+            client.close()
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.port)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    srv = RedisServer(tmp_path_factory.mktemp("redis"))
+    srv.start()
+    yield srv
+    srv.kill()
+
+
+@pytest.fixture
+def own_server(tmp_path: Path) -> Iterator[RedisServer]:
+    srv = RedisServer(tmp_path / "redis")
+    srv.start()
+    yield srv
+    srv.kill()
+
+
+@pytest.fixture
+def bot() -> str:
+    return f"test-{uuid.uuid4().hex[:12]}"
+
+
+def doc_key(bot: str, domain: str, key: Key) -> str:
+    return ":".join(("btkit", bot, domain, *encode_key(key)))
+
+
+class TestRedisBackendContract(PersistenceContract):
+    @pytest.fixture
+    def make_backend(self, server: RedisServer, bot: str) -> Callable[[], RedisBackend]:
+        return lambda: RedisBackend(server.url, bot=bot)
+
+    @pytest.fixture
+    def corrupt_document(self, server: RedisServer, bot: str) -> Callable[[str, Key], None]:
+        def corrupt(domain: str, key: Key) -> None:
+            with server.client() as c:
+                assert c.set(doc_key(bot, domain, key), b'{"v": 1, "torn\xff')
+
+        return corrupt
+
+
+@pytest.fixture
+def backend(server: RedisServer, bot: str) -> Iterator[RedisBackend]:
+    b = RedisBackend(server.url, bot=bot)
+    b.open(exclusive=True)
+    yield b
+    b.close()
+
+
+# ---------------------------------------------------------------- layout and registration
+def test_key_layout(backend: RedisBackend, server: RedisServer, bot: str) -> None:
+    backend.write([Change("signal", ("smacross", "BTC/USDT:USDT"), {"v": 1})])
+    with server.client() as c:
+        names = sorted(n.decode() for n in c.scan_iter(match=f"btkit:{bot}:*"))
+        assert names == [f"btkit:{bot}:lock", f"btkit:{bot}:signal:smacross:BTC%2FUSDT%3AUSDT"]
+        assert c.pttl(f"btkit:{bot}:lock") > 0
+
+
+def test_bots_and_prefixes_do_not_see_each_other(server: RedisServer, bot: str) -> None:
+    a, b = RedisBackend(server.url, bot=bot), RedisBackend(server.url, bot=bot + ":x")
+    c = RedisBackend(server.url, prefix="other", bot=bot)
+    for x in (a, b, c):
+        x.open(exclusive=True)
+    try:
+        a.write([Change("signal", ("s",), {"who": "a"})])
+        b.write([Change("signal", ("s",), {"who": "b"})])
+        assert c.keys("signal") == []
+        assert a.read("signal", ("s",)) == {"who": "a"}
+        assert b.keys("signal") == [("s",)]
+    finally:
+        for x in (a, b, c):
+            x.close()
+
+
+def test_url_comes_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, server: RedisServer, bot: str
+) -> None:
+    monkeypatch.setenv("BTKIT__PERSISTENCE__URL", server.url)
+    b = RedisBackend(bot=bot)
+    assert b.url == server.url
+    b.open()
+    b.close()
+
+
+def test_registered_as_redis() -> None:
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    pm.register(btkit_redis)
+    pm.check_pending()
+    [[spec]] = pm.hook.btkit_persistence_backends()
+    assert (spec.name, spec.factory, spec.dist) == ("redis", RedisBackend, "btkit-redis")
+
+
+def test_wrong_type_value_is_quarantined(backend: RedisBackend, server: RedisServer, bot: str) -> None:
+    with server.client() as c:
+        c.rpush(doc_key(bot, "signal", ("s", "X")), "a", "b")
+    assert backend.keys("signal") == [("s", "X")]
+    with pytest.raises(CorruptStateError, match="not a string value"):
+        backend.read("signal", ("s", "X"))
+    with server.client() as c:
+        [moved] = [
+            n for n in c.scan_iter(match=f"btkit:{bot}:quarantine:signal:s:X:*") if not n.endswith(b"reason")
+        ]
+        assert c.lrange(moved, 0, -1) == [b"a", b"b"]
+        assert c.get(moved + b":reason").startswith(b"signal ('s', 'X'): not a string value")
+
+
+def test_quarantine_keeps_bytes(backend: RedisBackend, server: RedisServer, bot: str) -> None:
+    backend.write([Change("risk", ("r", "a/b"), {"v": 1})])
+    with server.client() as c:
+        c.set(doc_key(bot, "risk", ("r", "a/b")), b"\xff\x00garbage")
+    with pytest.raises(CorruptStateError) as err:
+        backend.read("risk", ("r", "a/b"))
+    target = str(err.value).split("renamed to ")[1].split(" ")[0]
+    assert target.startswith(f"btkit:{bot}:quarantine:risk:r:a%2Fb:")
+    with server.client() as c:
+        assert c.get(target) == b"\xff\x00garbage"
+
+
+def test_stray_keys_are_ignored(backend: RedisBackend, server: RedisServer, bot: str) -> None:
+    backend.write([Change("signal", ("s", "A"), {"v": 1})])
+    with server.client() as c:
+        c.set(f"btkit:{bot}:signal:not encoded/!", "{}")
+    assert backend.keys("signal") == [("s", "A")]
+
+
+def test_weak_server_durability_is_warned_about(
+    server: RedisServer, bot: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with server.client() as c:
+        c.config_set("appendfsync", "everysec")
+        try:
+            with caplog.at_level(logging.WARNING):
+                b = RedisBackend(server.url, bot=bot)
+                b.open()
+                b.close()
+        finally:
+            c.config_set("appendfsync", "always")
+    assert "appendfsync=everysec" in caplog.text
+    caplog.clear()
+    with server.client() as c:
+        c.config_set("maxmemory", "100mb")
+        c.config_set("maxmemory-policy", "allkeys-lru")
+        try:
+            with caplog.at_level(logging.WARNING):
+                b = RedisBackend(server.url, bot=bot)
+                b.open()
+                b.close()
+        finally:
+            c.config_set("maxmemory-policy", "noeviction")
+            c.config_set("maxmemory", "0")
+    assert "maxmemory-policy=allkeys-lru" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        b = RedisBackend(server.url, bot=bot)
+        b.open()
+        b.close()
+    assert "appendfsync" not in caplog.text and "maxmemory" not in caplog.text
+
+
+# ---------------------------------------------------------------- redis going away
+def test_unreachable_redis_is_a_persistence_error_naming_the_url() -> None:
+    url = f"redis://:s3cret@127.0.0.1:{free_port()}/0"
+    with pytest.raises(PersistenceError) as err:
+        RedisBackend(url).open()
+    message = str(err.value)
+    assert message.startswith(f"redis at redis://:***@127.0.0.1:{url.split(':')[-1]} unreachable: ")
+    assert message.endswith("; live trading pauses until it is back")
+    assert "s3cret" not in message and "\n" not in message
+
+
+def test_redis_killed_mid_run_then_restarted_with_its_aof(own_server: RedisServer, bot: str) -> None:
+    b = RedisBackend(own_server.url, bot=bot)
+    b.open(exclusive=True)
+    try:
+        docs = {("s", p): {"p": p, "n": i} for i, p in enumerate(HOSTILE_PARTS)}
+        b.write([Change("signal", k, v) for k, v in docs.items()])
+        b.write([Change("risk", ("r",), {"positions": [1, 2]})])
+
+        own_server.kill()
+        for call in (
+            lambda: b.write([Change("signal", ("s", "during"), {"v": 1})]),
+            lambda: b.read("signal", ("s", "..")),
+            lambda: b.keys("signal"),
+            lambda: b.quarantine("risk", ("r",), "x"),
+        ):
+            with pytest.raises(
+                PersistenceError, match=r"unreachable: .*live trading pauses until it is back"
+            ):
+                call()
+
+        own_server.start()  # same port, same directory: the AOF is replayed
+        assert sorted(b.keys("signal")) == sorted(docs)
+        for k, v in docs.items():
+            assert b.read("signal", k) == v
+        assert b.read("risk", ("r",)) == {"positions": [1, 2]}
+        assert b.read("signal", ("s", "during")) is None  # the refused write did not happen
+        b.write([Change("signal", ("s", "after"), {"v": 2})])
+        assert b.read("signal", ("s", "after")) == {"v": 2}
+        with pytest.raises(StateLockedError):  # still the owner after the restart
+            RedisBackend(own_server.url, bot=bot).open(exclusive=True)
+    finally:
+        b.close()
+
+
+# ---------------------------------------------------------------- the owner lock
+CHILD_OWNER = textwrap.dedent(
+    """
+    import sys
+    from btkit.persist.backend import Change
+    from btkit_redis import RedisBackend
+    b = RedisBackend(sys.argv[1], bot=sys.argv[2], lock_ttl=float(sys.argv[3]))
+    b.open(exclusive=True)
+    b.write([Change("signal", ("s",), {"from": "child"})])
+    print("ready", flush=True)
+    sys.stdin.read()
+    """
+)
+
+
+def test_a_sigkilled_owner_blocks_a_restart_only_until_the_lock_expires(
+    server: RedisServer, bot: str
+) -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD_OWNER, server.url, bot, "1.5"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+        with pytest.raises(StateLockedError, match=rf"lock held by {socket.gethostname()}:{child.pid}:"):
+            RedisBackend(server.url, bot=bot).open(exclusive=True)
+    finally:
+        child.kill()
+        child.wait()
+    b = RedisBackend(server.url, bot=bot)
+    with pytest.raises(StateLockedError):  # the dead owner's lock is still there right after the kill
+        b.open(exclusive=True)
+    deadline = time.monotonic() + 30
+    while True:  # ... and expires by itself: the restart is not blocked forever
+        try:
+            b.open(exclusive=True)
+            break
+        except StateLockedError:
+            assert time.monotonic() < deadline, "the lock of a killed owner never expired"
+            time.sleep(0.2)
+    try:
+        assert b.read("signal", ("s",)) == {"from": "child"}
+    finally:
+        b.close()
+
+
+def test_the_heartbeat_renews_the_lock(server: RedisServer, bot: str) -> None:
+    b = RedisBackend(server.url, bot=bot, lock_ttl=1.5)
+    b.open(exclusive=True)
+    try:
+        with server.client() as c:
+            lowest = c.pttl(f"btkit:{bot}:lock")
+            deadline = time.monotonic() + 30
+            while (now := c.pttl(f"btkit:{bot}:lock")) < lowest + 100:  # renewed without any write
+                assert now > 0 and time.monotonic() < deadline, "the lock was never renewed"
+                lowest = min(lowest, now)
+                time.sleep(0.05)
+    finally:
+        b.close()
+    with server.client() as c:
+        assert c.exists(f"btkit:{bot}:lock") == 0  # released on close
+
+
+def test_a_process_that_lost_the_lock_writes_nothing(
+    backend: RedisBackend, server: RedisServer, bot: str
+) -> None:
+    backend.write([Change("signal", ("s",), {"v": "mine"})])
+    with server.client() as c:
+        c.set(f"btkit:{bot}:lock", "otherhost:1:abc", px=60_000)  # e.g. we were paused past the TTL
+    with pytest.raises(StateLockedError, match=r"lost the lock .* otherhost:1:abc; nothing was written"):
+        backend.write([Change("signal", ("s",), {"v": "late"}), Change("signal", ("t",), {"v": 1})])
+    assert backend.read("signal", ("s",)) == {"v": "mine"}
+    assert backend.keys("signal") == [("s",)]
+
+
+def test_an_expired_lock_is_retaken_by_the_next_write(
+    backend: RedisBackend, server: RedisServer, bot: str
+) -> None:
+    with server.client() as c:
+        c.delete(f"btkit:{bot}:lock")  # expired while redis was down, nobody else took it
+        backend.write([Change("signal", ("s",), {"v": 1})])
+        assert c.get(f"btkit:{bot}:lock") is not None
+    with pytest.raises(StateLockedError):
+        RedisBackend(server.url, bot=bot).open(exclusive=True)
+
+
+def test_redact_url() -> None:
+    assert redact_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+    assert redact_url("redis://user:pw@host:1/2") == "redis://user:***@host:1/2"
+    assert redact_url("rediss://:pw@host/0") == "rediss://:***@host/0"
+
+
+def test_pid_in_lock_token_is_this_process(backend: RedisBackend, server: RedisServer, bot: str) -> None:
+    with server.client() as c:
+        assert c.get(f"btkit:{bot}:lock").decode().startswith(f"{socket.gethostname()}:{os.getpid()}:")
