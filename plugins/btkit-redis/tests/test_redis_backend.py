@@ -402,3 +402,11 @@ def test_redact_url() -> None:
 def test_pid_in_lock_token_is_this_process(backend: RedisBackend, server: RedisServer, bot: str) -> None:
     with server.client() as c:
         assert c.get(f"btkit:{bot}:lock").decode().startswith(f"{socket.gethostname()}:{os.getpid()}:")
+
+
+def test_options_from_the_command_line_may_be_strings() -> None:
+    b = RedisBackend("redis://127.0.0.1:1/0", lock_ttl="2.5", socket_timeout="1")
+    assert (b.lock_ttl, b.socket_timeout) == (2.5, 1.0)
+    for bad in ({"lock_ttl": "soon"}, {"lock_ttl": 0}, {"socket_timeout": -1}):
+        with pytest.raises(PersistenceError, match="must be"):
+            RedisBackend("redis://127.0.0.1:1/0", **bad)

@@ -89,16 +89,25 @@ class RedisBackend:
         prefix: str = "btkit",
         bot: str = "default",
         *,
-        lock_ttl: float = 15.0,
-        socket_timeout: float = 5.0,
+        lock_ttl: float | str = 15.0,
+        socket_timeout: float | str = 5.0,
     ):
         self.url = url or os.environ.get(URL_ENV) or DEFAULT_URL
         self.safe_url = redact_url(self.url)
         self.namespace = f"{encode_part(prefix)}:{encode_part(bot)}"
-        if lock_ttl <= 0:
-            raise PersistenceError(f"lock_ttl must be positive, got {lock_ttl}")
-        self.lock_ttl = lock_ttl
-        self.socket_timeout = socket_timeout
+        try:  # options may arrive as strings from the command line (--persistence-option lock_ttl=5)
+            self.lock_ttl = float(lock_ttl)
+            self.socket_timeout = float(socket_timeout)
+        except ValueError:
+            raise PersistenceError(
+                f"redis backend options lock_ttl={lock_ttl!r} and socket_timeout={socket_timeout!r} must be "
+                "numbers of seconds"
+            ) from None
+        if not (self.lock_ttl > 0 and self.socket_timeout > 0):
+            raise PersistenceError(
+                f"redis backend options lock_ttl and socket_timeout must be positive, got {lock_ttl} and "
+                f"{socket_timeout}"
+            )
         self.lock_key = f"{self.namespace}:lock"
         self._mutex = threading.RLock()
         self._client: redis.Redis | None = None

@@ -84,9 +84,16 @@ class SqliteBackend:
     name = "sqlite"
     atomic_batches = True
 
-    def __init__(self, path: str | os.PathLike[str] = "./dump/btkit.sqlite3", *, busy_timeout: float = 10.0):
+    def __init__(
+        self, path: str | os.PathLike[str] = "./dump/btkit.sqlite3", *, busy_timeout: float | str = 10.0
+    ):
         self.path = Path(path).absolute()
-        self.busy_timeout = busy_timeout
+        try:  # options may arrive as strings from the command line
+            self.busy_timeout = float(busy_timeout)
+        except ValueError:
+            raise PersistenceError(
+                f"sqlite option busy_timeout={busy_timeout!r} must be a number of seconds"
+            ) from None
         self._mutex = threading.RLock()
         self._conn: sqlite3.Connection | None = None
         self._file_lock: filelock.FileLock | None = None
