@@ -179,12 +179,16 @@ class Components:
 
     by_kind: dict[str, dict[str, Any]]
     problems: list[str]
+    failed: list[PluginRecord] = attrs.Factory(list)
 
     def get(self, kind: str, name: str) -> Any:
         table = self.by_kind[kind]
         if name in table:
             return table[name]
         hint = _missing_hint(kind, name)
+        if self.failed:
+            broken = "; ".join(f"{r.dist} failed to load ({r.error})" for r in self.failed)
+            hint += f"; note: plugin {broken}"
         known = ", ".join(sorted(table)) or "none"
         raise UnknownComponentError(f"no {kind} named {name!r} is registered (known: {known}){hint}")
 
@@ -235,7 +239,7 @@ def collect_components(pm: PluginManager) -> Components:
                     )
                 owners[key] = dist
                 by_kind[kind][record.name] = record
-    return Components(by_kind, problems)
+    return Components(by_kind, problems, pm.failed())
 
 
 def require_loaded(pm: PluginManager, dist_of_component: str) -> None:

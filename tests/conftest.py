@@ -1,0 +1,3 @@
+"""Cross-package tests share btkit's own pytest fixtures (btkit.testing)."""
+
+pytest_plugins = ["btkit.testing"]
