@@ -365,7 +365,19 @@ def cmd_persistence(args: argparse.Namespace) -> int:
     from btkit.persist.copy import copy_state
     from btkit.plugins import collect_components, get_plugin_manager
 
-    components = collect_components(get_plugin_manager())
+    pm = get_plugin_manager()
+    components = collect_components(pm)
+    if args.persistence_verb == "forget":
+        from btkit.persist.state import BackendStore
+
+        backend = components.get("persistence", args.backend).factory(**_options(args.option))
+        backend.open(exclusive=True)
+        try:
+            n = BackendStore(pm, backend).forget((args.strategy, args.symbol))
+        finally:
+            backend.close()
+        print(f"deleted {n} documents of {args.strategy} on {args.symbol}")
+        return 0
     src = components.get("persistence", args.source).factory(**_options(args.from_option))
     dst = components.get("persistence", args.target).factory(**_options(args.to_option))
     src.open(exclusive=True)
@@ -456,6 +468,12 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--from-option", action="append", help="source backend option key=value")
     cp.add_argument("--to-option", action="append", help="target backend option key=value")
     cp.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    fg = psub.add_parser("forget", help="delete the live state of one strategy on one symbol (bot stopped)")
+    fg.add_argument("--backend", default="file")
+    fg.add_argument("--option", action="append", help="backend option key=value (file: root=./dump)")
+    fg.add_argument("--strategy", required=True)
+    fg.add_argument("--symbol", required=True)
+    fg.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     ps.set_defaults(func=cmd_persistence)
     return p
 

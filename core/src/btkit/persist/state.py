@@ -143,6 +143,19 @@ class BackendStore:
                 f"state write failed ({type(exc).__name__}: {exc}); the change was not applied"
             ) from exc
 
+    def forget(self, key: InstanceKey) -> int:
+        """Delete every document of one instance (operator tool); returns how many existed."""
+        from btkit.persist.backend import DOMAINS
+
+        n = 0
+        for domain in DOMAINS:
+            if domain == "risk":
+                continue
+            if self._read(domain, key) is not None or key in self.backend.keys(domain):
+                self.pm.hook.btkit_persist_delete(backend=self.backend, domain=domain, key=key)
+                n += 1
+        return n
+
     def history_change(self, key: InstanceKey, closed: Sequence[Closed]) -> Change:
         return Change("history", key, serde.to_document(serde.unstructure(_HistoryDoc(tuple(closed)))))
 
