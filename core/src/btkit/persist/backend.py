@@ -6,13 +6,19 @@ Backends store and return documents; the engine owns their schema (``btkit.serde
 :meth:`Backend.quarantine` when a stored document fails validation.
 
 A backend must:
-- make :meth:`write` durable before it returns, and raise (changing nothing it can roll back) if not;
-- apply a batch atomically if it can (``atomic_batches = True``); otherwise each document atomically;
+- make :meth:`write` durable before it returns, and raise :class:`btkit.errors.PersistenceError`
+  (changing nothing it can roll back) if not; validate every key and document of a batch before
+  writing any (a NaN or a NUL in a key refuses the whole batch); never retry a failed ``fsync``;
+- apply a batch atomically if it can (``atomic_batches = True``); otherwise each document atomically
+  (old or new after a crash, never a mix);
 - raise :class:`btkit.errors.CorruptStateError` from :meth:`read` for an unparseable document, after
   moving it aside (never return it as missing);
 - in :meth:`open` with ``exclusive=True``, refuse (``StateLockedError``) when another process holds
-  the same store.
-``btkit.testing.PersistenceContract`` is the contract suite that every backend must pass.
+  the same store, with a lock that a killed process does not leave blocking a restart forever;
+- encode every key part with :func:`btkit.persist.keys.encode_part`, be safe to call from several
+  threads, and do no I/O in its constructor (``open`` does).
+``btkit.testing.PersistenceContract`` is the contract suite that every backend must pass;
+docs/writing-a-persistence-backend.md explains it.
 """
 
 from __future__ import annotations

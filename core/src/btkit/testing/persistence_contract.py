@@ -337,6 +337,12 @@ class PersistenceContract:
         finally:
             third.close()
 
+    def test_open_again_is_harmless(self, backend: Backend) -> None:
+        backend.write([Change("signal", ("s", "A"), {"v": 1})])
+        backend.open(exclusive=True)
+        backend.open()
+        assert backend.read("signal", ("s", "A")) == {"v": 1}
+
     def test_non_exclusive_open_coexists_with_the_owner(
         self, backend: Backend, reopen: Callable[[], Backend]
     ) -> None:
