@@ -94,15 +94,16 @@ def btkit_persist_read(backend: Backend, domain: str, key: str) -> dict[str, Any
 @hookspec(firstresult=True)
 def btkit_persist_write(backend: Backend, changes: Sequence[Change]) -> bool | None:
     """Called on every live state change, before any side effect that depends on it. Write all
-    ``changes`` durably (as one transaction where the backend can) and return True; raise to refuse.
-    The built-in implementation delegates to the selected backend. Stops at the first non-None result."""
+    ``changes`` durably (as one transaction where the backend can) and return True; raise to refuse
+    (the change then does not happen). The built-in implementation delegates to the selected backend.
+    Stops at the first non-None result."""
 
 
 @hookspec(firstresult=True)
 def btkit_persist_delete(backend: Backend, domain: str, key: str) -> bool | None:
-    """Called when a document must disappear (e.g. ``btkit persistence copy --move``). Return True once
-    deleted. The built-in implementation delegates to the selected backend. Stops at the first non-None
-    result."""
+    """Called when one document must disappear outside a state change (``btkit persistence forget``).
+    Return True once deleted; the built-in implementation delegates to the selected backend.
+    Stops at the first non-None result."""
 
 
 @hookspec(firstresult=True)
