@@ -1,1 +1,64 @@
-"""btkit-ccxt plugin (work in progress)."""
+"""btkit-ccxt: every ccxt exchange id as a btkit exchange named ``ccxt:<id>``.
+
+Candles come from ``fetch_ohlcv`` (pages of at most 1000, bounded retries with backoff on network-type
+errors, no retry on bad requests); ``format_price`` / ``format_quantity`` follow the market's precision.
+:func:`make_client` builds the configured async ccxt client other plugins reuse (btkit-binance-futures).
+
+Importing this package does not import ccxt (that takes seconds); ccxt loads at first use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import btkit
+from btkit.components import ExchangeSpec
+
+from btkit_ccxt.exchange import CcxtExchange, all_exchange_ids, make_ccxt_exchange, to_ms, validate_rows
+from btkit_ccxt.ids import exchange_ids
+from btkit_ccxt.retry import RetryPolicy, call_with_retries, describe_error, error_code, read_retryable
+from btkit_ccxt.secrets import Credentials, SecretMasker, credentials_from_env, mask_secrets
+
+_LAZY = {
+    "make_client": "btkit_ccxt.client",
+    "quiet_ccxt_logger": "btkit_ccxt.client",
+    "rebase_api_urls": "btkit_ccxt.client",
+}
+
+__all__ = [
+    "CcxtExchange",
+    "Credentials",
+    "RetryPolicy",
+    "SecretMasker",
+    "all_exchange_ids",
+    "btkit_exchanges",
+    "call_with_retries",
+    "credentials_from_env",
+    "describe_error",
+    "error_code",
+    "exchange_ids",
+    "make_ccxt_exchange",
+    "make_client",
+    "mask_secrets",
+    "quiet_ccxt_logger",
+    "read_retryable",
+    "rebase_api_urls",
+    "to_ms",
+    "validate_rows",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'btkit_ccxt' has no attribute {name!r}")
+
+
+@btkit.hookimpl
+def btkit_exchanges() -> list[ExchangeSpec]:
+    """One lazily connected exchange per ccxt id, named ``ccxt:<id>``.
+
+    Options come from the ``[exchange."ccxt:<id>"]`` table of btkit.toml, read at first use."""
+    return [make_ccxt_exchange(exchange_id, read_settings=True) for exchange_id in all_exchange_ids()]
