@@ -575,6 +575,7 @@ class StrategyInstance:
         mark = pnl_math.position_pnl(row, o.vwap, slippage_pct=self.cfg.percent_slippage, fee_pct=self.cfg.percent_fee)
         result = self._result(Active, when, o.vwap, row, percent_tp=to_tp, percent_sl=to_sl, pnl=mark)
         await self._emit(result)
+        await self._run_commands(when, o)  # commands from on_active callbacks / signal listeners: this tick
         return result
 
     def _track_extremes(self, row: SignalRow, o: Observation) -> SignalRow:
@@ -708,6 +709,9 @@ class StrategyInstance:
             (getattr(cb, n, None) or (cb.get(n) if isinstance(cb, dict) else None))
             for n in ("on_active", "on_waiting")
         )
+        # a queued position command (e.g. from a listener of the "opened" result) applies on the next tick
+        if self.pending_commands:
+            return True
         return has_cb or any(events.has_listeners(s) for s in PER_CANDLE_STREAMS)
 
     async def resolve_fast(self) -> list[TickResult]:
