@@ -27,7 +27,8 @@ from btkit.model import MINUTE_MS, Candles
 
 log = logging.getLogger("btkit.market")
 
-BACKTEST_PREFETCH = 20_000  # candles fetched ahead on a backtest cache miss
+BACKTEST_PREFETCH = 50_000  # candles fetched ahead on a backtest cache miss
+BACKTEST_KEEP_BEHIND = 20_000  # candles kept before the requested start when a backtest segment grows
 
 
 def wall_clock_ms() -> int:
@@ -161,7 +162,10 @@ class Market:
             if not len(fresh):
                 return seg
             if seg is not None and int(fresh[0, 0]) == seg.end:
-                merged = np.concatenate([seg.as_array(), fresh])
+                old = seg.as_array()
+                if self.backtest:  # time only moves forward: keep a bounded tail, not the whole history
+                    old = old[old[:, 0] >= since - BACKTEST_KEEP_BEHIND * step]
+                merged = np.concatenate([old, fresh])
             else:
                 merged = fresh
             seg = _Segment(merged, step)
@@ -174,6 +178,11 @@ class Market:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Exactly ``count`` candles opening at ``since, since+step, …`` as column arrays, or an error."""
         step = interval_ms(interval)
+        seg = self._segments.get((symbol, interval))
+        if seg is not None and seg.start <= since and since + count * step <= seg.end and not since % step:
+            i = (since - seg.start) // step  # cache hit: no coroutine round-trip
+            j = i + count
+            return seg.ts[i:j], seg.open[i:j], seg.high[i:j], seg.low[i:j], seg.close[i:j], seg.volume[i:j]
         if since % step:
             raise CandleDataError(f"{interval} candles open on multiples of {step} ms; {since} is not aligned")
         seg = await self._ensure(symbol, interval, since, count)

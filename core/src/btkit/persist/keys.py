@@ -10,6 +10,7 @@ from __future__ import annotations
 from btkit.errors import PersistenceError
 
 MAX_PART_CHARS = 120
+MAX_ENCODED_CHARS = 200  # file names stay well below every filesystem's 255-byte limit
 _SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 
 
@@ -23,7 +24,13 @@ def encode_part(part: str) -> str:
         raise PersistenceError(
             f"state key part is {len(part)} characters (max {MAX_PART_CHARS}); use a shorter name"
         )
-    return "".join(chr(b) if b in _SAFE else f"%{b:02X}" for b in part.encode("utf-8"))
+    encoded = "".join(chr(b) if b in _SAFE else f"%{b:02X}" for b in part.encode("utf-8"))
+    if len(encoded) > MAX_ENCODED_CHARS:
+        raise PersistenceError(
+            f"state key part {part[:20]!r}… encodes to {len(encoded)} characters (max {MAX_ENCODED_CHARS}); "
+            "use a shorter name"
+        )
+    return encoded
 
 
 def decode_part(encoded: str) -> str:

@@ -20,10 +20,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from btkit.testing.exchange import memory_exchange
+pytest.register_assert_rewrite("btkit.testing.persistence_contract", "btkit.testing.broker_contract")
+
+from btkit.testing.exchange import memory_exchange  # noqa: E402
 
 try:
-    from btkit.testing.persistence_contract import PersistenceContract
+    from btkit.testing.persistence_contract import PersistenceContract  # noqa: E402
 except ImportError:  # pragma: no cover
     PersistenceContract = None  # type: ignore[assignment,misc]
 try:

@@ -1,0 +1,1 @@
+"""Default plugins, registered like any installed plugin: sim exchange, paper broker, file persistence."""
