@@ -103,7 +103,11 @@ async def run_backtest(
             if isinstance(result, (Closed, Cancelled)):  # closed by the per-candle path or a command
                 collected.append(result)
                 yield result
-            if not events.has_listeners("idle_ping") and inst.state.pending is None and inst.state.scheduled is None:
+            idle = inst.state.pending is None and inst.state.scheduled is None
+            # skip the rest of the bucket only when it is used up: a bucket released by a risk
+            # rejection must be retried on the next tick (10-lifecycle.md §3.1)
+            used = inst.state.strategy.last_bucket == (ts // bucket) * bucket
+            if idle and used and not events.has_listeners("idle_ping"):
                 next_bucket = (ts // bucket + 1) * bucket
                 ts = start + max(1, math.ceil((next_bucket - start) / step)) * step
             else:
