@@ -89,13 +89,18 @@ class ReplayClock:
             self._cond.notify_all()
 
     def _maybe_advance(self) -> None:
-        if self._members and all(self._done_with.get(p) == self.current for p in self._members):
-            if self.speed is not None:
+        # A participant resuming from persisted state reports a ``last`` ahead of the clock: minutes
+        # every participant is done with are skipped without pacing (nobody ticks them).
+        while self._members and all(self._done_with.get(p, -1) >= self.current for p in self._members):
+            ticked = any(self._done_with.get(p) == self.current for p in self._members)
+            if ticked and self.speed is not None:
                 pause = 60.0 / self.speed - (time.monotonic() - self._last_advance)
                 if pause > 0:
                     self._cond.wait(pause)
             self.current += MINUTE_MS
             self._last_advance = time.monotonic()
+            if self._finished():
+                break
 
     def _finished(self) -> bool:
         return self.end is not None and self.current > self.end

@@ -112,6 +112,7 @@ class StrategyInstance:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.pending_commands: list[Any] = []
         self.stop_requested = False
+        self._tick_when: int | None = None  # the minute being ticked (stamped on live commits)
 
     @property
     def stopping(self) -> bool:
@@ -227,6 +228,9 @@ class StrategyInstance:
         if store.persistent:
             from btkit.persist.state import state_changes
 
+            done = self._tick_when
+            if done is not None and (new.strategy.last_tick is None or new.strategy.last_tick < done):
+                new = attrs.evolve(new, strategy=attrs.evolve(new.strategy, last_tick=done))
             changes = state_changes(self.key, self.state, new)
             if closed is not None:
                 change = store.history_change(self.key, [*self.history, closed])
@@ -285,6 +289,10 @@ class StrategyInstance:
         self.loop = asyncio.get_running_loop()
         await self.ensure_loaded()
         st = self.state
+        if self.run.store.persistent:
+            if self.already_done(when):  # a restarted replay handing out minutes processed before
+                return self._result(Idle, when, 0.0, None)
+            self._tick_when = when
         if st.strategy.intent is not None:
             return await self._retry_intent(when, obs)
         if st.pending is not None:
@@ -292,6 +300,25 @@ class StrategyInstance:
         if st.scheduled is not None:
             return await self._tick_scheduled(when, obs)
         return await self._tick_idle(when)
+
+    def already_done(self, when: int) -> bool:
+        """Live: were the effects of the tick at ``when`` persisted before (by an earlier process)?
+
+        Every live commit stamps its tick's minute in ``StrategyState.last_tick``; a minute after the last
+        stamp had no durable effect and is ticked again. The stamped minute itself is ticked again only
+        when it left a broker intent in flight (retried at the same minute, as if nothing had happened).
+        """
+        st = self.state.strategy
+        if st.last_tick is None:
+            return False
+        return when < st.last_tick or (when == st.last_tick and st.intent is None)
+
+    def resume_after(self) -> int | None:
+        """The last minute a restarted live loop must not tick again (see :meth:`already_done`)."""
+        st = self.state.strategy
+        if st.last_tick is None:
+            return None
+        return st.last_tick - MINUTE_MS if st.intent is not None else st.last_tick
 
     async def _observe(self, when: int, obs: Observation | None) -> Observation:
         return obs if obs is not None else await self.market.observation(self.symbol, when)

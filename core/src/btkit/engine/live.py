@@ -181,6 +181,17 @@ class LiveHandle:
     def join(self, timeout: float | None = None) -> bool:
         return self._finished.wait(timeout)
 
+    async def _resume_point(self) -> int | None:
+        """Load persisted state first: a restarted run (a replay starting over, or the wall clock in
+        the same minute) must not tick minutes whose effects are already persisted."""
+        try:
+            await self.instance.ensure_loaded()
+        except CorruptStateError:
+            raise
+        except Exception:
+            return None  # e.g. a transient read error: the first tick loads again and reports it
+        return self.instance.resume_after()
+
     async def _loop(self) -> None:
         inst, clock = self.instance, self.clock
         run = inst.run
@@ -189,6 +200,7 @@ class LiveHandle:
         last: int | None = None
         where = f"live {inst.strategy.name} on {inst.symbol}"
         try:
+            last = await self._resume_point()
             while True:
                 when = await clock.next_tick(pid, last, self._hard_stop)
                 if when is None or self._hard_stop.is_set():

@@ -40,6 +40,8 @@ class StrategyState:
     deferred: tuple[str, ...] = ()
     intent: Intent | None = None
     rejected_ids: tuple[str, ...] = ()
+    #: live: the last tick (minute, ms) whose effects are persisted; a restarted replay skips minutes up to it
+    last_tick: int | None = None
 
 
 @attrs.frozen(kw_only=True)
