@@ -69,6 +69,17 @@ def _settings(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     return settings
 
 
+def _risks(settings: dict[str, dict[str, Any]]) -> tuple[str, ...]:
+    """Register ``[risk.profiles.*]`` from btkit.toml and return the names ``[risk] apply`` puts on the run."""
+    from btkit.registry import CODE
+    from btkit.risk import profiles_from_settings
+
+    specs, apply = profiles_from_settings(settings.get("risk", {}))
+    for spec in specs:
+        CODE.risks[spec.name] = spec
+    return apply
+
+
 def _run_value(args: argparse.Namespace, settings: dict[str, dict[str, Any]], name: str, default: Any) -> Any:
     value = getattr(args, name, None)
     if value not in (None, []):
@@ -154,8 +165,9 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     btkit.listen_backtest_progress(_Progress())
     print(f"backtest {strategy} on {exchange} {', '.join(symbols)} {start:%Y-%m-%d} → {end:%Y-%m-%d} ({interval})")
     rows, reports = [], []
+    risks = _risks(settings)
     for symbol in symbols:
-        for _ in btkit.Backtest.run(symbol, strategy=strategy, exchange=exchange, frame=frame):
+        for _ in btkit.Backtest.run(symbol, strategy=strategy, exchange=exchange, frame=frame, risks=risks):
             pass
         stats = btkit.Backtest.get_data(symbol, strategy=strategy, exchange=exchange, frame=frame)
         rows.append((symbol, stats))
@@ -207,6 +219,7 @@ def cmd_live(args: argparse.Namespace, *, paper: bool) -> int:
 
     settings = _settings(args)
     _configure_live(args, settings, paper=paper)
+    live.SETTINGS.extra_risks = _risks(settings)
     strategy = _run_value(args, settings, "strategy", DEMO["strategy"])
     exchange = _exchange_name(args, settings, DEMO["exchange"])
     symbols = _run_value(args, settings, "symbol", DEMO["symbols"])
@@ -262,9 +275,9 @@ def cmd_live(args: argparse.Namespace, *, paper: bool) -> int:
         stats = btkit.Live.get_data(sym, strategy=strategy, exchange=exchange)
         path = btkit.Live.dump(sym, strategy=strategy, exchange=exchange, path=dump_dir)
         print(f"{sym}: {stats.total_signals} closed, total pnl {_fmt(stats.total_pnl, '%')}; report: {path}")
-        rejected = [r for r in (live._session.runs.values() if live._session else []) for r in r.rejections]
+        rejected = [r for r in live.REJECTIONS if r.symbol == sym]
         if rejected:
-            print(f"{sym}: {len(rejected)} signal(s) rejected by risk")
+            print(f"{sym}: {len(rejected)} signal(s) rejected by risk (see the report's Risk rejections section)")
     live.Live.shutdown()
     for h in failed:
         if isinstance(h.error, CorruptStateError):

@@ -317,9 +317,11 @@ def render_markdown(
     extra: Mapping[str, str] | None = None,
     max_rows: int | None = None,
     equity_image: str | None = None,
+    sections: Mapping[str, str] | None = None,
 ) -> str:
     """The whole report as markdown.
 
+    ``sections`` are appended as ``## <title>`` sections with markdown bodies (e.g. risk rejections).
     ``extra`` is shown as a key/value list under the title (symbol, strategy, exchange, frame, mode, …).
     ``max_rows`` limits the signal table (newest first) — the statistics always cover every signal.
     ``equity_image`` is a path relative to the report (e.g. the PNG next to it) linked as an image.
@@ -348,6 +350,8 @@ def render_markdown(
             lines += [f"Showing the newest {len(shown)} of {len(stats.closed)} signals.", ""]
         lines += _table(SIGNAL_COLUMNS, [_signal_row(c, stats) for c in shown], "lllrrrrrrlrllrrrlrr")
         lines += _detail_sections(shown)
+    for heading, body in (sections or {}).items():
+        lines += ["", f"## {heading}", "", body]
     lines.append("")
     return "\n".join(lines)
 
@@ -426,6 +430,7 @@ def dump_report(
     extra: Mapping[str, str] | None = None,
     max_rows: int | None = None,
     png: bool = True,
+    sections: Mapping[str, str] | None = None,
 ) -> Path:
     """Write the markdown report and, when there is a curve, the equity PNG next to it; returns the .md path.
 
@@ -436,7 +441,7 @@ def dump_report(
     if png and len(stats.equity_curve) >= 2:
         image = name[: -len(".md")] + ".png"
         write_equity_png(stats, Path(directory) / image)
-    text = render_markdown(title, stats, extra=extra, max_rows=max_rows, equity_image=image)
+    text = render_markdown(title, stats, extra=extra, max_rows=max_rows, equity_image=image, sections=sections)
     return write_report(directory, name, text)
 
 

@@ -172,3 +172,81 @@ class RiskBook:
         for p in positions:
             if p.expires_at is None or p.expires_at > now:
                 table.setdefault((p.strategy_name, p.symbol), p)
+
+
+# ---------------------------------------------------------------- ready-made rules (also from btkit.toml)
+def max_positions(limit: int) -> Any:
+    """Reject when the profile already holds ``limit`` positions (open or waiting)."""
+
+    def rule(p: RiskPayload) -> str | None:
+        if p.active_position_count >= limit:
+            return f"max {limit} concurrent position(s) reached ({p.active_position_count} active)"
+        return None
+
+    rule.__name__ = f"max_positions_{limit}"
+    return rule
+
+
+def min_reward_risk(ratio: float) -> Any:
+    """Reject when |TP − entry| / |entry − SL| is below ``ratio``."""
+
+    def rule(p: RiskPayload) -> str | None:
+        s = p.current_signal
+        entry = s.price_open if s.price_open is not None else p.current_price
+        risk = abs(entry - s.price_stop_loss)
+        reward = abs(s.price_take_profit - entry)
+        if risk <= 0 or reward / risk < ratio:
+            return f"reward/risk {reward / risk if risk else 0:.2f} below {ratio:g}"
+        return None
+
+    return rule
+
+
+def min_take_profit_distance(percent: float) -> Any:
+    """Reject when the take-profit is closer than ``percent`` % to the entry."""
+
+    def rule(p: RiskPayload) -> str | None:
+        s = p.current_signal
+        entry = s.price_open if s.price_open is not None else p.current_price
+        dist = abs(s.price_take_profit - entry) / entry * 100
+        if dist < percent:
+            return f"take-profit {dist:.2f}% from entry, below {percent:g}%"
+        return None
+
+    return rule
+
+
+RULES = {"max_positions": max_positions, "min_reward_risk": min_reward_risk,
+         "min_take_profit_distance": min_take_profit_distance}
+
+
+def profiles_from_settings(section: Mapping[str, Any]) -> tuple[list[RiskSpec], tuple[str, ...]]:
+    """``[risk.profiles.<name>]`` tables → RiskSpecs; ``[risk] apply = ["name", …]`` → names for the run.
+
+    Example::
+
+        [risk]
+        apply = ["portfolio"]
+        [risk.profiles.portfolio]
+        max_positions = 1
+        min_reward_risk = 2.0
+    """
+    from btkit.errors import ConfigError
+
+    specs = []
+    for name, rules in (section.get("profiles") or {}).items():
+        if not isinstance(rules, Mapping):
+            raise ConfigError(f"[risk.profiles.{name}] must be a table of rules")
+        validations = []
+        for rule, value in rules.items():
+            if rule not in RULES:
+                raise ConfigError(f"[risk.profiles.{name}]: unknown rule {rule!r}; use {', '.join(RULES)}")
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                raise ConfigError(f"[risk.profiles.{name}] {rule} must be a number, got {value!r}") from None
+            validations.append(RULES[rule](int(number) if rule == "max_positions" else number))
+        specs.append(RiskSpec(name=name, validations=validations, dist="btkit.toml"))
+    apply = section.get("apply", ())
+    apply = (apply,) if isinstance(apply, str) else tuple(apply)
+    return specs, tuple(apply)

@@ -55,10 +55,17 @@ class Done:
 
 RunKey = tuple[str, str, str, str]
 _results: dict[RunKey, list[TickResult]] = {}
+_rejections: dict[RunKey, list[Any]] = {}
 
 
 async def run_backtest(
-    symbol: str, *, strategy: str, exchange: str, frame: str, stop: threading.Event | None = None
+    symbol: str,
+    *,
+    strategy: str,
+    exchange: str,
+    frame: str,
+    stop: threading.Event | None = None,
+    risks: tuple[str, ...] = (),
 ) -> AsyncIterator[TickResult]:
     """The async generator behind ``Backtest.run``."""
     pm = get_plugin_manager()
@@ -71,7 +78,8 @@ async def run_backtest(
     start = (datetime_to_ms(frame_spec.start) // MINUTE_MS) * MINUTE_MS
     end = min(datetime_to_ms(frame_spec.end), wall_clock_ms())
     end = start + ((end - start) // step) * step if end >= start else start - step
-    run = Run(pm=pm, components=components, cfg=cfg, backtest=True, frame_end=end)
+    run = Run(pm=pm, components=components, cfg=cfg, backtest=True, frame_end=end, extra_risks=risks)
+    _rejections[(symbol, strategy, exchange, frame)] = run.rejections
     inst = run.instance(symbol, strategy, exchange, frame)
     key: RunKey = (symbol, strategy, exchange, frame)
     collected: list[TickResult] = []
@@ -166,9 +174,15 @@ class Backtest:
     """Backtest runner: ``run``, ``background``, ``get_data``, ``dump``."""
 
     @staticmethod
-    def run(symbol: str, *, strategy: str, exchange: str, frame: str) -> ResultStream[TickResult]:
-        """Iterate (``for`` or ``async for``) the scheduled/opened/closed/cancelled results."""
-        return ResultStream(lambda: run_backtest(symbol, strategy=strategy, exchange=exchange, frame=frame))
+    def run(
+        symbol: str, *, strategy: str, exchange: str, frame: str, risks: tuple[str, ...] = ()
+    ) -> ResultStream[TickResult]:
+        """Iterate (``for`` or ``async for``) the scheduled/opened/closed/cancelled results.
+
+        ``risks`` adds risk profiles to the strategy's own for this run (the CLI's ``[risk] apply``)."""
+        return ResultStream(
+            lambda: run_backtest(symbol, strategy=strategy, exchange=exchange, frame=frame, risks=tuple(risks))
+        )
 
     @staticmethod
     def background(symbol: str, *, strategy: str, exchange: str, frame: str) -> BacktestHandle:
@@ -201,7 +215,24 @@ class Backtest:
         from btkit.report import dump_report
 
         stats = Backtest.get_data(symbol, strategy=strategy, exchange=exchange, frame=frame)
+        rejections = _rejections.get((symbol, strategy, exchange, frame), [])
         return dump_report(
             Path(path), f"Backtest {symbol} · {strategy} · {exchange} · {frame}", stats, symbol=symbol,
             strategy=strategy, exchange=exchange, frame=frame, mode="backtest", ts_ms=wall_clock_ms(),
+            sections=risk_section(rejections),
         )
+
+
+def risk_section(rejections: list[Any]) -> dict[str, str]:
+    """The report's "Risk rejections" section (empty when nothing was rejected)."""
+    if not rejections:
+        return {}
+    from datetime import UTC, datetime
+
+    lines = [f"{len(rejections)} signal(s) rejected by risk checks.", "",
+             "| time (UTC) | symbol | strategy | profile | active | note |", "|---|---|---|---|---:|---|"]
+    for r in rejections[-200:]:
+        when = datetime.fromtimestamp(r.timestamp / 1000, UTC).strftime("%Y-%m-%d %H:%M")
+        note = str(r.note).replace("|", "\\|")
+        lines.append(f"| {when} | {r.symbol} | {r.strategy_name} | {r.risk_name} | {r.active_position_count} | {note} |")
+    return {"Risk rejections": "\n".join(lines)}

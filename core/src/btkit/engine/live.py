@@ -47,9 +47,11 @@ class LiveSettings:
     broker: str | None = None
     broker_options: dict[str, Any] = attrs.Factory(dict)
     broker_timeout_seconds: float = 60.0
+    extra_risks: tuple[str, ...] = ()
 
 
 SETTINGS = LiveSettings()
+REJECTIONS: collections.deque[Any] = collections.deque(maxlen=EVENT_LIST_MAX)  # risk rejections, for reports
 
 
 def use_persistence(name: str, **options: Any) -> None:
@@ -95,7 +97,9 @@ class LiveSession:
         run = self.runs.get(id(clock))
         if run is None:
             run = Run(pm=self.pm, components=self.components, cfg=self.cfg, backtest=False, store=self.store,
-                      gate=self.gate, now_ms=clock.now_ms, risk=self.risk)
+                      gate=self.gate, now_ms=clock.now_ms, risk=self.risk,
+                      extra_risks=SETTINGS.extra_risks)
+            run.rejections = REJECTIONS  # type: ignore[assignment]  # outlives the session, for Live.dump
             self.runs[id(clock)] = run
         return run
 
@@ -315,12 +319,15 @@ class Live:
 
     @staticmethod
     def dump(symbol: str, *, strategy: str, exchange: str, path: str | Path = "./dump/live") -> Path:
+        from btkit.engine.backtest import risk_section
         from btkit.market import wall_clock_ms
         from btkit.report import dump_report
 
         data = Live.get_data(symbol, strategy=strategy, exchange=exchange)
+        rejections = [r for r in REJECTIONS if r.symbol == symbol and r.strategy_name == strategy]
         return dump_report(Path(path), f"Live {symbol} · {strategy} · {exchange}", data, symbol=symbol,
-                           strategy=strategy, exchange=exchange, frame="live", mode="live", ts_ms=wall_clock_ms())
+                           strategy=strategy, exchange=exchange, frame="live", mode="live", ts_ms=wall_clock_ms(),
+                           sections=risk_section(rejections))
 
     @staticmethod
     def shutdown() -> None:

@@ -43,6 +43,7 @@ class Run:
         frame_end: int | None = None,
         now_ms: Callable[[], int] = wall_clock_ms,
         risk: RiskBook | None = None,
+        extra_risks: tuple[str, ...] = (),
     ) -> None:
         self.pm = pm
         self.components = components
@@ -58,6 +59,7 @@ class Run:
         self.stopping = False
         self._risk_loaded: set[str] = set()
         self.rejections: list[RiskRejection] = []
+        self.extra_risks = extra_risks
 
     def market(self, exchange_name: str) -> Market:
         m = self.markets.get(exchange_name)
@@ -71,6 +73,8 @@ class Run:
         inst = self.instances.get(key)
         if inst is None:
             strategy = self.components.get("strategy", strategy_name)
+            if self.extra_risks:
+                strategy = attrs.evolve(strategy, risks=(*strategy.risks, *self.extra_risks))
             self.market(exchange_name)
             for name in strategy.risk_names:
                 self.components.get("risk", name)

@@ -50,6 +50,7 @@ def reset_btkit() -> None:
     plugins.TEST_PLUGINS.clear()
     Broker.disable()
     live.SETTINGS.__init__()  # type: ignore[misc]
+    live.REJECTIONS.clear()
     backtest._results.clear()
 
 
