@@ -6,7 +6,7 @@ manager created during the test, and always removed afterwards — and runs the 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -26,8 +26,11 @@ def flat_then_up(n: int = 600) -> np.ndarray:
 
 
 def every_10_minutes(symbol: str, when: datetime, price: float) -> Any:
-    return btkit.Signal(**btkit.Position.bracket(position="long", current_price=price, percent_take_profit=1,
-                                                 percent_stop_loss=1))
+    return btkit.Signal(
+        **btkit.Position.bracket(
+            position="long", current_price=price, percent_take_profit=1, percent_stop_loss=1
+        )
+    )
 
 
 class Registry:
@@ -41,8 +44,13 @@ class Registry:
 
     @btkit.hookimpl
     def btkit_frames(self) -> list[FrameSpec]:
-        return [FrameSpec(name="first-hours", start=datetime(2024, 1, 1, 0, 10, tzinfo=UTC),
-                          end=datetime(2024, 1, 1, 8, 0, tzinfo=UTC))]
+        return [
+            FrameSpec(
+                name="first-hours",
+                start=datetime(2024, 1, 1, 0, 10, tzinfo=UTC),
+                end=datetime(2024, 1, 1, 8, 0, tzinfo=UTC),
+            )
+        ]
 
 
 def test_registry_hooks_btkit_exchanges_strategies_frames(btkit_plugin: Any) -> None:
@@ -61,8 +69,11 @@ def test_btkit_get_signal_plugins_preempt_and_wrappers_veto(btkit_plugin: Any) -
         @btkit.hookimpl(tryfirst=True)
         def btkit_get_signal(self, strategy: StrategySpec, symbol: str, current_price: float) -> Any:
             Preempt.calls += 1
-            return {"position": "short", "price_take_profit": current_price * 0.98,
-                    "price_stop_loss": current_price * 1.01}
+            return {
+                "position": "short",
+                "price_take_profit": current_price * 0.98,
+                "price_stop_loss": current_price * 1.01,
+            }
 
     btkit_plugin(Preempt())
     results = list(btkit.Backtest.run("TEST", strategy="ten", exchange="mem", frame="first-hours"))
@@ -113,7 +124,7 @@ class DictBackend:
 
     name = "dict"
     atomic_batches = True
-    shared: dict[tuple[str, tuple[str, ...]], dict[str, Any]] = {}
+    shared: ClassVar[dict[tuple[str, tuple[str, ...]], dict[str, Any]]] = {}
 
     def __init__(self, **options: Any) -> None:
         self.docs = DictBackend.shared
@@ -175,7 +186,10 @@ def test_btkit_persistence_backends_and_persist_read_write_delete(btkit_plugin: 
     assert [r.action for r in results][:2] == ["opened", "closed"]
     assert writes and {"signal", "strategy"} <= set(reads)
     docs = DictBackend.shared
-    assert "row" in docs[("signal", ("ten", "TEST"))] and docs[("signal", ("ten", "TEST"))]["schema_version"] == 1
+    assert (
+        "row" in docs[("signal", ("ten", "TEST"))]
+        and docs[("signal", ("ten", "TEST"))]["schema_version"] == 1
+    )
     assert len(docs[("history", ("ten", "TEST"))]["closed"]) >= 1
     # the operator's `forget` goes through btkit_persist_delete
     from btkit.persist.state import BackendStore

@@ -140,8 +140,9 @@ def test_btkit_plugins_command_shows_failed_plugins(fake_site: Path) -> None:
     import os
 
     env = {**os.environ, "PYTHONPATH": str(fake_site)}
-    out = subprocess.run([sys.executable, "-m", "btkit.cli", "plugins"], capture_output=True, text=True, env=env,
-                         timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "btkit.cli", "plugins"], capture_output=True, text=True, env=env, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     lines = {line.split()[0]: line for line in out.stdout.splitlines() if line.strip()}
     assert "failed" in lines["fake-broken"] and "not installed" in lines["fake-broken"]

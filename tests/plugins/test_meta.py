@@ -21,9 +21,20 @@ def _signature(name: str) -> str:
 
 def test_hookspecs_module_lists_the_spec_hooks() -> None:
     expected = {
-        "btkit_exchanges", "btkit_strategies", "btkit_brokers", "btkit_persistence_backends", "btkit_risks",
-        "btkit_frames", "btkit_get_signal", "btkit_risk_check", "btkit_persist_read", "btkit_persist_write",
-        "btkit_persist_delete", "btkit_broker_commit", "btkit_signal_event", "btkit_commit_failed",
+        "btkit_exchanges",
+        "btkit_strategies",
+        "btkit_brokers",
+        "btkit_persistence_backends",
+        "btkit_risks",
+        "btkit_frames",
+        "btkit_get_signal",
+        "btkit_risk_check",
+        "btkit_persist_read",
+        "btkit_persist_write",
+        "btkit_persist_delete",
+        "btkit_broker_commit",
+        "btkit_signal_event",
+        "btkit_commit_failed",
     }
     assert expected <= set(HOOKS)
 

@@ -81,8 +81,14 @@ class BrokerGate:
         return Verdict("confirmed")
 
     def _failed(self, call: BrokerCall, exc: BaseException, kind: VerdictKind) -> Verdict:
-        log.warning("broker %s for %s %s: %s (%s)", call.method, call.payload.symbol, call.payload.signal_id,
-                    kind, exc)
+        log.warning(
+            "broker %s for %s %s: %s (%s)",
+            call.method,
+            call.payload.symbol,
+            call.payload.signal_id,
+            kind,
+            exc,
+        )
         try:
             self.pm.hook.btkit_commit_failed(call=call, error=exc, verdict=kind)
         except Exception:  # observers must not change the verdict

@@ -136,13 +136,24 @@ def _summary(rows: list[tuple[str, Any]]) -> str:
     header = ("symbol", "trades", "win rate", "total pnl", "pnl $", "sharpe", "max drawdown")
     table = [header]
     for symbol, s in rows:
-        table.append((
-            symbol, str(s.total_signals), _fmt(s.win_rate, "%"), _fmt(s.total_pnl, "%"),
-            _fmt(s.total_pnl_cost), _fmt(s.sharpe_ratio, digits=3), _fmt(s.max_drawdown, "%"),
-        ))
+        table.append(
+            (
+                symbol,
+                str(s.total_signals),
+                _fmt(s.win_rate, "%"),
+                _fmt(s.total_pnl, "%"),
+                _fmt(s.total_pnl_cost),
+                _fmt(s.sharpe_ratio, digits=3),
+                _fmt(s.max_drawdown, "%"),
+            )
+        )
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
-             for r in table]
+    lines = [
+        "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        )
+        for r in table
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
@@ -163,7 +174,9 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     btkit.add_frame(frame, start, end - timedelta(minutes=1), interval=interval)
     dump_dir = Path(args.dump_dir or settings.get("run", {}).get("dump_dir", "./dump")) / "backtest"
     btkit.listen_backtest_progress(_Progress())
-    print(f"backtest {strategy} on {exchange} {', '.join(symbols)} {start:%Y-%m-%d} → {end:%Y-%m-%d} ({interval})")
+    print(
+        f"backtest {strategy} on {exchange} {', '.join(symbols)} {start:%Y-%m-%d} → {end:%Y-%m-%d} ({interval})"
+    )
     rows, reports = [], []
     risks = _risks(settings)
     for symbol in symbols:
@@ -171,7 +184,9 @@ def cmd_backtest(args: argparse.Namespace) -> int:
             pass
         stats = btkit.Backtest.get_data(symbol, strategy=strategy, exchange=exchange, frame=frame)
         rows.append((symbol, stats))
-        reports.append(btkit.Backtest.dump(symbol, strategy=strategy, exchange=exchange, frame=frame, path=dump_dir))
+        reports.append(
+            btkit.Backtest.dump(symbol, strategy=strategy, exchange=exchange, frame=frame, path=dump_dir)
+        )
         if args.export:
             target = reports[-1].with_suffix(f".{args.export}")
             export_trades(stats.closed, target, args.export)
@@ -207,8 +222,10 @@ def _configure_live(args: argparse.Namespace, settings: dict[str, dict[str, Any]
     else:
         name = args.broker or name
         if not name or name == "paper":
-            raise CliError("btkit live needs a real broker: set [broker] name in btkit.toml or --broker; "
-                           "use btkit paper for paper trading")
+            raise CliError(
+                "btkit live needs a real broker: set [broker] name in btkit.toml or --broker; "
+                "use btkit paper for paper trading"
+            )
         live.SETTINGS.broker = name
         live.SETTINGS.broker_options = broker
 
@@ -249,9 +266,14 @@ def cmd_live(args: argparse.Namespace, *, paper: bool) -> int:
     btkit.listen_signal_live(show)
     btkit.listen_risk(show_risk)
     btkit.listen_error(show_error)
-    handles = [btkit.Live.background(sym, strategy=strategy, exchange=exchange, clock=clock) for sym in symbols]
-    print(f"{mode}: {strategy} on {exchange} {', '.join(symbols)} — state in "
-          f"{live.SETTINGS.persistence} {live.SETTINGS.persistence_options}; Ctrl-C stops gracefully", flush=True)
+    handles = [
+        btkit.Live.background(sym, strategy=strategy, exchange=exchange, clock=clock) for sym in symbols
+    ]
+    print(
+        f"{mode}: {strategy} on {exchange} {', '.join(symbols)} — state in "
+        f"{live.SETTINGS.persistence} {live.SETTINGS.persistence_options}; Ctrl-C stops gracefully",
+        flush=True,
+    )
     interrupts = {"n": 0}
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -259,8 +281,12 @@ def cmd_live(args: argparse.Namespace, *, paper: bool) -> int:
         if interrupts["n"] > 1 and signum == signal.SIGINT:
             print("second interrupt: exiting now (state on disk is consistent)", file=sys.stderr, flush=True)
             os._exit(130)
-        print("stopping gracefully: no new signals; open positions are monitored until they close "
-              "(Ctrl-C again to exit now)", file=sys.stderr, flush=True)
+        print(
+            "stopping gracefully: no new signals; open positions are monitored until they close "
+            "(Ctrl-C again to exit now)",
+            file=sys.stderr,
+            flush=True,
+        )
         for h in handles:
             h.stop()
 
@@ -277,7 +303,9 @@ def cmd_live(args: argparse.Namespace, *, paper: bool) -> int:
         print(f"{sym}: {stats.total_signals} closed, total pnl {_fmt(stats.total_pnl, '%')}; report: {path}")
         rejected = [r for r in live.REJECTIONS if r.symbol == sym]
         if rejected:
-            print(f"{sym}: {len(rejected)} signal(s) rejected by risk (see the report's Risk rejections section)")
+            print(
+                f"{sym}: {len(rejected)} signal(s) rejected by risk (see the report's Risk rejections section)"
+            )
     live.Live.shutdown()
     for h in failed:
         if isinstance(h.error, CorruptStateError):
@@ -307,7 +335,9 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         names = components.names(kind)
         if kind == "exchange":
             ccxt = [n for n in names if n.startswith("ccxt:")]
-            names = [n for n in names if not n.startswith("ccxt:")] + ([f"ccxt:<id> ({len(ccxt)} ids)"] if ccxt else [])
+            names = [n for n in names if not n.startswith("ccxt:")] + (
+                [f"ccxt:<id> ({len(ccxt)} ids)"] if ccxt else []
+            )
         print(f"{kind}: {', '.join(names) or '-'}")
     for problem in components.problems:
         print(f"problem: {problem}")
@@ -338,10 +368,20 @@ def cmd_report(args: argparse.Namespace) -> int:
             stats = compute_statistics(closed, slippage_pct=cfg.percent_slippage, fee_pct=cfg.percent_fee)
             exchange = closed[0].exchange_name if closed else "-"
             out = Path(args.out or Path(args.dump_dir or "./dump") / "live")
-            path = dump_report(out, f"Live {symbol} · {strategy} · {exchange}", stats, symbol=symbol,
-                               strategy=strategy, exchange=exchange, frame="live", mode="live",
-                               ts_ms=int(datetime.now(UTC).timestamp() * 1000))
-            print(f"{symbol} {strategy}: {stats.total_signals} closed, total pnl {_fmt(stats.total_pnl, '%')}; report: {path}")
+            path = dump_report(
+                out,
+                f"Live {symbol} · {strategy} · {exchange}",
+                stats,
+                symbol=symbol,
+                strategy=strategy,
+                exchange=exchange,
+                frame="live",
+                mode="live",
+                ts_ms=int(datetime.now(UTC).timestamp() * 1000),
+            )
+            print(
+                f"{symbol} {strategy}: {stats.total_signals} closed, total pnl {_fmt(stats.total_pnl, '%')}; report: {path}"
+            )
             written += 1
     finally:
         backend.close()
@@ -365,8 +405,14 @@ def cmd_data(args: argparse.Namespace) -> int:
     start, end = parse_timerange(args.timerange)
     total = 0
     for symbol in args.symbol:
-        n = download(spec, symbol, args.interval, int(start.timestamp() * 1000), int(end.timestamp() * 1000),
-                     store=store)
+        n = download(
+            spec,
+            symbol,
+            args.interval,
+            int(start.timestamp() * 1000),
+            int(end.timestamp() * 1000),
+            store=store,
+        )
         total += n
         first, last, gaps = store.coverage(args.exchange, symbol, args.interval)
         gap_note = f", {len(gaps)} gap(s) — the exchange has no candles there" if gaps else ""
@@ -430,13 +476,17 @@ def build_parser() -> argparse.ArgumentParser:
     bt.set_defaults(func=cmd_backtest)
 
     for verb, paper in (("paper", True), ("live", False)):
-        sp = sub.add_parser(verb, help="paper trading (no orders)" if paper else "live trading through a broker")
+        sp = sub.add_parser(
+            verb, help="paper trading (no orders)" if paper else "live trading through a broker"
+        )
         common(sp)
         sp.add_argument("--persistence", help="persistence backend: file (default), sqlite, redis, …")
         sp.add_argument("--persistence-option", action="append", help="backend option key=value (repeatable)")
         if not paper:
             sp.add_argument("--broker", help="broker name (or [broker] name in btkit.toml)")
-        sp.add_argument("--replay-from", help="rehearse on a replay clock from YYYYMMDD instead of the wall clock")
+        sp.add_argument(
+            "--replay-from", help="rehearse on a replay clock from YYYYMMDD instead of the wall clock"
+        )
         sp.add_argument("--replay-to", help="end of the replay (YYYYMMDD); default: run on")
         sp.add_argument("--speed", type=float, help="replay speed (600 = 10 simulated minutes per second)")
         sp.set_defaults(func=lambda a, paper=paper: cmd_live(a, paper=paper), broker=None)
@@ -494,7 +544,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     debug = bool(getattr(args, "debug", False))
-    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     logging.getLogger("ccxt").setLevel(logging.INFO)
     from btkit.secrets import install_log_masking, load_dotenv
 
@@ -516,7 +568,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # anything else: still one line unless --debug
         code, exc_out = EXIT_FAILED, exc
         if not debug:
-            print(f"btkit: error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", file=sys.stderr)
+            print(
+                f"btkit: error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
+                file=sys.stderr,
+            )
             return code
     if debug:
         import traceback

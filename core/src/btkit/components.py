@@ -35,9 +35,7 @@ def interval_ms(interval: str) -> int:
     try:
         return INTERVAL_MS[interval]
     except KeyError:
-        raise ConfigError(
-            f"unknown interval {interval!r}; use one of {', '.join(INTERVAL_MS)}"
-        ) from None
+        raise ConfigError(f"unknown interval {interval!r}; use one of {', '.join(INTERVAL_MS)}") from None
 
 
 def _name(inst: Any, a: attrs.Attribute, v: Any) -> None:

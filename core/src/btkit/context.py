@@ -56,7 +56,7 @@ def ms_to_datetime(ms: int) -> datetime:
 def datetime_to_ms(value: datetime) -> int:
     if value.tzinfo is None:
         raise BtkitError(f"datetime {value} has no timezone; pass a tz-aware datetime (UTC)")
-    return int(round(value.timestamp() * 1000))
+    return round(value.timestamp() * 1000)
 
 
 def get_date() -> datetime:

@@ -7,6 +7,7 @@ itself) instead of breaking the run.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 from collections.abc import Callable
@@ -43,10 +44,8 @@ def subscribe(stream: str, callback: Callback) -> Callable[[], None]:
     _listeners[stream].append(callback)
 
     def unsubscribe() -> None:
-        try:
+        with contextlib.suppress(ValueError):
             _listeners[stream].remove(callback)
-        except ValueError:
-            pass
 
     return unsubscribe
 

@@ -54,7 +54,9 @@ class _Segment:
         self.end = self.start + len(self.ts) * step  # exclusive
 
     def as_array(self) -> np.ndarray:
-        return np.column_stack([self.ts.astype(np.float64), self.open, self.high, self.low, self.close, self.volume])
+        return np.column_stack(
+            [self.ts.astype(np.float64), self.open, self.high, self.low, self.close, self.volume]
+        )
 
 
 class Market:
@@ -184,10 +186,16 @@ class Market:
             j = i + count
             return seg.ts[i:j], seg.open[i:j], seg.high[i:j], seg.low[i:j], seg.close[i:j], seg.volume[i:j]
         if since % step:
-            raise CandleDataError(f"{interval} candles open on multiples of {step} ms; {since} is not aligned")
+            raise CandleDataError(
+                f"{interval} candles open on multiples of {step} ms; {since} is not aligned"
+            )
         seg = await self._ensure(symbol, interval, since, count)
         if seg is None or since < seg.start or since + count * step > seg.end:
-            have = 0 if seg is None else max(0, (min(seg.end, since + count * step) - max(seg.start, since)) // step)
+            have = (
+                0
+                if seg is None
+                else max(0, (min(seg.end, since + count * step) - max(seg.start, since)) // step)
+            )
             raise InsufficientDataError(
                 f"insufficient candle data: exchange {self.spec.name} has {have} of {count} {interval} candles "
                 f"for {symbol} from {_iso(since)}; choose a range the exchange covers"

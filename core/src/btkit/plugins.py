@@ -116,14 +116,16 @@ def load_entry_points(pm: PluginManager, environ: Mapping[str, str]) -> None:
         if (ep.name, dist) in seen:  # the same distribution found twice on sys.path
             continue
         seen.add((ep.name, dist))
-        if ep.name in disabled or dist in disabled or (
-            allowed is not None and ep.name not in allowed and dist not in allowed
+        if (
+            ep.name in disabled
+            or dist in disabled
+            or (allowed is not None and ep.name not in allowed and dist not in allowed)
         ):
             pm.records.append(PluginRecord(ep.name, dist, version, "disabled"))
             continue
         try:
             plugin = ep.load()
-        except BaseException as exc:  # noqa: BLE001 - import errors of any kind, even SystemExit
+        except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt):
                 raise
             pm.records.append(

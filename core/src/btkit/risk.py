@@ -130,20 +130,42 @@ class RiskBook:
                 for fn in validations:
                     note = await self._run_validation(fn, payload)
                     if note is not None:
-                        return RiskRejection(name, note, candidate.symbol, candidate.strategy_name, len(others), timestamp, signal)
+                        return RiskRejection(
+                            name,
+                            note,
+                            candidate.symbol,
+                            candidate.strategy_name,
+                            len(others),
+                            timestamp,
+                            signal,
+                        )
                 if name == PORTFOLIO and self.hook is not None:
                     try:
                         results = self.hook(payload=payload)
                     except Exception as exc:
-                        return RiskRejection(name, str(exc) or type(exc).__name__, candidate.symbol,
-                                             candidate.strategy_name, len(others), timestamp, signal)
+                        return RiskRejection(
+                            name,
+                            str(exc) or type(exc).__name__,
+                            candidate.symbol,
+                            candidate.strategy_name,
+                            len(others),
+                            timestamp,
+                            signal,
+                        )
                     for out in results:
                         if inspect.isawaitable(out):
                             out = await self._run_validation(lambda _p, o=out: o, payload)
                         note = _note_of(out)
                         if note is not None:
-                            return RiskRejection(name, note, candidate.symbol, candidate.strategy_name,
-                                                 len(others), timestamp, signal)
+                            return RiskRejection(
+                                name,
+                                note,
+                                candidate.symbol,
+                                candidate.strategy_name,
+                                len(others),
+                                timestamp,
+                                signal,
+                            )
             for name in self.names_for(names):
                 self._table(name)[slot] = candidate
         return None
@@ -216,8 +238,11 @@ def min_take_profit_distance(percent: float) -> Any:
     return rule
 
 
-RULES = {"max_positions": max_positions, "min_reward_risk": min_reward_risk,
-         "min_take_profit_distance": min_take_profit_distance}
+RULES = {
+    "max_positions": max_positions,
+    "min_reward_risk": min_reward_risk,
+    "min_take_profit_distance": min_take_profit_distance,
+}
 
 
 def profiles_from_settings(section: Mapping[str, Any]) -> tuple[list[RiskSpec], tuple[str, ...]]:

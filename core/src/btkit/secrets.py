@@ -15,8 +15,11 @@ MIN_SECRET_LEN = 6
 
 def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:
     env = os.environ if environ is None else environ
-    return sorted({v for k, v in env.items() if SECRET_NAME.search(k) and len(v) >= MIN_SECRET_LEN}, key=len,
-                  reverse=True)
+    return sorted(
+        {v for k, v in env.items() if SECRET_NAME.search(k) and len(v) >= MIN_SECRET_LEN},
+        key=len,
+        reverse=True,
+    )
 
 
 def mask(text: str, secrets: Iterable[str] | None = None) -> str:

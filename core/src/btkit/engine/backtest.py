@@ -94,9 +94,18 @@ async def run_backtest(
                 break
             if events.has_listeners("backtest_progress"):
                 done = (ts - start) // step
-                await events.emit("backtest_progress", Progress(
-                    symbol=symbol, strategy_name=strategy, exchange_name=exchange, frame_name=frame,
-                    total_frames=total, processed_frames=done, progress=done / total if total else 1.0))
+                await events.emit(
+                    "backtest_progress",
+                    Progress(
+                        symbol=symbol,
+                        strategy_name=strategy,
+                        exchange_name=exchange,
+                        frame_name=frame,
+                        total_frames=total,
+                        processed_frames=done,
+                        progress=done / total if total else 1.0,
+                    ),
+                )
             result = await inst.tick(ts)
             if isinstance(result, (Opened, Scheduled)):
                 collected.append(result)
@@ -121,17 +130,34 @@ async def run_backtest(
             else:
                 ts += step
         if events.has_listeners("backtest_progress"):
-            await events.emit("backtest_progress", Progress(
-                symbol=symbol, strategy_name=strategy, exchange_name=exchange, frame_name=frame,
-                total_frames=total, processed_frames=total, progress=1.0))
+            await events.emit(
+                "backtest_progress",
+                Progress(
+                    symbol=symbol,
+                    strategy_name=strategy,
+                    exchange_name=exchange,
+                    frame_name=frame,
+                    total_frames=total,
+                    processed_frames=total,
+                    progress=1.0,
+                ),
+            )
     except Exception as exc:
         error = exc
         await run.report(exc, f"backtest {symbol} {strategy} on {exchange}/{frame}")
         raise
     finally:
-        await events.emit("done_backtest", Done(
-            symbol=symbol, strategy_name=strategy, exchange_name=exchange, frame_name=frame, backtest=True,
-            error=error))
+        await events.emit(
+            "done_backtest",
+            Done(
+                symbol=symbol,
+                strategy_name=strategy,
+                exchange_name=exchange,
+                frame_name=frame,
+                backtest=True,
+                error=error,
+            ),
+        )
 
 
 class BacktestHandle:
@@ -181,7 +207,9 @@ class Backtest:
 
         ``risks`` adds risk profiles to the strategy's own for this run (the CLI's ``[risk] apply``)."""
         return ResultStream(
-            lambda: run_backtest(symbol, strategy=strategy, exchange=exchange, frame=frame, risks=tuple(risks))
+            lambda: run_backtest(
+                symbol, strategy=strategy, exchange=exchange, frame=frame, risks=tuple(risks)
+            )
         )
 
     @staticmethod
@@ -203,8 +231,11 @@ class Backtest:
         from btkit.stats import compute_statistics
 
         cfg = get_config()
-        closed = [r for r in Backtest.results(symbol, strategy=strategy, exchange=exchange, frame=frame)
-                  if isinstance(r, Closed)]
+        closed = [
+            r
+            for r in Backtest.results(symbol, strategy=strategy, exchange=exchange, frame=frame)
+            if isinstance(r, Closed)
+        ]
         return compute_statistics(closed, slippage_pct=cfg.percent_slippage, fee_pct=cfg.percent_fee)
 
     @staticmethod
@@ -217,8 +248,15 @@ class Backtest:
         stats = Backtest.get_data(symbol, strategy=strategy, exchange=exchange, frame=frame)
         rejections = _rejections.get((symbol, strategy, exchange, frame), [])
         return dump_report(
-            Path(path), f"Backtest {symbol} · {strategy} · {exchange} · {frame}", stats, symbol=symbol,
-            strategy=strategy, exchange=exchange, frame=frame, mode="backtest", ts_ms=wall_clock_ms(),
+            Path(path),
+            f"Backtest {symbol} · {strategy} · {exchange} · {frame}",
+            stats,
+            symbol=symbol,
+            strategy=strategy,
+            exchange=exchange,
+            frame=frame,
+            mode="backtest",
+            ts_ms=wall_clock_ms(),
             sections=risk_section(rejections),
         )
 
@@ -229,10 +267,16 @@ def risk_section(rejections: list[Any]) -> dict[str, str]:
         return {}
     from datetime import UTC, datetime
 
-    lines = [f"{len(rejections)} signal(s) rejected by risk checks.", "",
-             "| time (UTC) | symbol | strategy | profile | active | note |", "|---|---|---|---|---:|---|"]
+    lines = [
+        f"{len(rejections)} signal(s) rejected by risk checks.",
+        "",
+        "| time (UTC) | symbol | strategy | profile | active | note |",
+        "|---|---|---|---|---:|---|",
+    ]
     for r in rejections[-200:]:
         when = datetime.fromtimestamp(r.timestamp / 1000, UTC).strftime("%Y-%m-%d %H:%M")
         note = str(r.note).replace("|", "\\|")
-        lines.append(f"| {when} | {r.symbol} | {r.strategy_name} | {r.risk_name} | {r.active_position_count} | {note} |")
+        lines.append(
+            f"| {when} | {r.symbol} | {r.strategy_name} | {r.risk_name} | {r.active_position_count} | {note} |"
+        )
     return {"Risk rejections": "\n".join(lines)}

@@ -59,7 +59,9 @@ class ReplayClock:
     fast as the machine allows), until ``end`` (inclusive) when given. Thread-safe; lockstep across every
     run that shares this instance."""
 
-    def __init__(self, start: datetime | int, *, end: datetime | int | None = None, speed: float | None = None) -> None:
+    def __init__(
+        self, start: datetime | int, *, end: datetime | int | None = None, speed: float | None = None
+    ) -> None:
         start_ms = start if isinstance(start, int) else datetime_to_ms(start)
         self.current = (start_ms // MINUTE_MS) * MINUTE_MS
         self.end = None if end is None else (end if isinstance(end, int) else datetime_to_ms(end))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+
 import attrs
 
 from btkit import events
@@ -65,10 +66,14 @@ class Run:
         m = self.markets.get(exchange_name)
         if m is None:
             spec = self.components.get("exchange", exchange_name)
-            m = self.markets[exchange_name] = Market(spec, self.cfg, backtest=self.backtest, now_ms=self.now_ms)
+            m = self.markets[exchange_name] = Market(
+                spec, self.cfg, backtest=self.backtest, now_ms=self.now_ms
+            )
         return m
 
-    def instance(self, symbol: str, strategy_name: str, exchange_name: str, frame_name: str = "") -> StrategyInstance:
+    def instance(
+        self, symbol: str, strategy_name: str, exchange_name: str, frame_name: str = ""
+    ) -> StrategyInstance:
         key = (symbol, strategy_name, exchange_name)
         inst = self.instances.get(key)
         if inst is None:
@@ -104,8 +109,13 @@ class Run:
         await events.emit("error", event)
 
     async def report_risk(self, rejection: RiskRejection) -> None:
-        log.info("risk %s rejected %s on %s: %s", rejection.risk_name, rejection.strategy_name,
-                 rejection.symbol, rejection.note)
+        log.info(
+            "risk %s rejected %s on %s: %s",
+            rejection.risk_name,
+            rejection.strategy_name,
+            rejection.symbol,
+            rejection.note,
+        )
         self.rejections.append(rejection)
         try:
             self.pm.hook.btkit_risk_rejected(payload=rejection, note=rejection.note)

@@ -62,7 +62,7 @@ class ResultStream(Generic[T]):
                             continue
                     if stop.is_set():
                         return
-            except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            except BaseException as exc:
                 q.put((False, exc))
                 return
             q.put((True, _DONE))

@@ -75,7 +75,11 @@ def build_row(
     if signal.price_open is None:
         entry, opens_now = current_price, True
     else:
-        reached = current_price <= signal.price_open if signal.position == "long" else current_price >= signal.price_open
+        reached = (
+            current_price <= signal.price_open
+            if signal.position == "long"
+            else current_price >= signal.price_open
+        )
         entry, opens_now = signal.price_open, reached
     validate(signal, price_open=entry, current_price=current_price, opens_now=opens_now, cfg=cfg)
     met = signal.minute_estimated_time
@@ -158,7 +162,9 @@ def decide_pending(
 def decide_scheduled(
     row: SignalRow, obs: Observation, cfg: EngineConfig, frame_end: int | None = None
 ) -> CancelDecision | ActivateDecision | None:
-    if obs.time - row.scheduled_at >= cfg.schedule_await_minutes * MINUTE_MS or _past_frame(obs.time, frame_end):
+    if obs.time - row.scheduled_at >= cfg.schedule_await_minutes * MINUTE_MS or _past_frame(
+        obs.time, frame_end
+    ):
         return CancelDecision("timeout", obs.vwap, obs.time)
     if row.is_long:
         if obs.low <= row.price_stop_loss:

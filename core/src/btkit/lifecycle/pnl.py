@@ -97,9 +97,7 @@ def percent_closed(row: SignalRow) -> float:
     return 0.0 if invested <= 0 else max(0.0, min(100.0, (1 - remaining_cost(row) / invested) * 100.0))
 
 
-def position_pnl(
-    row: SignalRow, close_price: float, *, slippage_pct: float, fee_pct: float
-) -> Pnl:
+def position_pnl(row: SignalRow, close_price: float, *, slippage_pct: float, fee_pct: float) -> Pnl:
     """Full pnl of a position closed (or marked) at ``close_price``: §1, §1b, §2 and §3 together."""
     invested = total_invested(row)
     if not row.entries:  # a row that never filled (used for marks only)

@@ -36,7 +36,9 @@ def _pct(a: float, b: float) -> float:
     return abs(a - b) / b * 100.0
 
 
-def validate(signal: Signal, *, price_open: float, current_price: float, opens_now: bool, cfg: EngineConfig) -> None:
+def validate(
+    signal: Signal, *, price_open: float, current_price: float, opens_now: bool, cfg: EngineConfig
+) -> None:
     """Raise :class:`SignalValidationError` with the first broken rule; return None when valid."""
     tp, sl = signal.price_take_profit, signal.price_stop_loss
     if signal.position == "long":
@@ -46,7 +48,9 @@ def validate(signal: Signal, *, price_open: float, current_price: float, opens_n
             raise SignalValidationError(f"long signal: stop-loss {sl} must be below the entry {price_open}")
     else:
         if not tp < price_open:
-            raise SignalValidationError(f"short signal: take-profit {tp} must be below the entry {price_open}")
+            raise SignalValidationError(
+                f"short signal: take-profit {tp} must be below the entry {price_open}"
+            )
         if not sl > price_open:
             raise SignalValidationError(f"short signal: stop-loss {sl} must be above the entry {price_open}")
     tp_dist, sl_dist = _pct(tp, price_open), _pct(sl, price_open)

@@ -25,7 +25,7 @@ pytest.register_assert_rewrite("btkit.testing.persistence_contract", "btkit.test
 from btkit.testing.exchange import memory_exchange  # noqa: E402
 
 try:
-    from btkit.testing.persistence_contract import PersistenceContract  # noqa: E402
+    from btkit.testing.persistence_contract import PersistenceContract
 except ImportError:  # pragma: no cover
     PersistenceContract = None  # type: ignore[assignment,misc]
 try:
