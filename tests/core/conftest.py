@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from btkit.testing import btkit_clean, btkit_plugin, candle_exchange, hook_recorder, plugin_manager
 
 if str(Path(__file__).parent) not in sys.path:

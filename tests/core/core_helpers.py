@@ -11,8 +11,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import attrs
-import btkit
 import numpy as np
+
+import btkit
 from btkit import candles as ca
 from btkit.testing.exchange import memory_exchange
 

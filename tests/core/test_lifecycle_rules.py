@@ -7,10 +7,11 @@ candle examined for the new position is candle 10, observed at minute 11.
 
 from __future__ import annotations
 
-import btkit
 import pytest
-from btkit.lifecycle.pnl import simple_pnl_percent
 from core_helpers import flat, long, minute_of, ms, run, setc, short, vwap_at, walk_to
+
+import btkit
+from btkit.lifecycle.pnl import simple_pnl_percent
 
 
 def pnl(position: str, entry: float, close: float) -> float:
@@ -304,8 +305,10 @@ def test_a_scheduled_signal_without_data_to_decide_is_an_insufficient_data_error
 # ---------------------------------------------------------------- entry price when already reached
 @pytest.mark.parametrize(("position", "price_open"), [("long", 101.0), ("short", 99.0)])
 def test_price_open_already_reached_opens_now_at_price_open(position: str, price_open: float) -> None:
-    sig = long(price_open=price_open, minute_estimated_time=5) if position == "long" else short(
-        price_open=price_open, minute_estimated_time=5
+    sig = (
+        long(price_open=price_open, minute_estimated_time=5)
+        if position == "long"
+        else short(price_open=price_open, minute_estimated_time=5)
     )
     out = run(flat(60), {10: sig})
     assert out.actions[0] == "opened"

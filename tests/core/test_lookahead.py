@@ -6,16 +6,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import btkit
 import numpy as np
 import pytest
+from core_helpers import T0, M, dt
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import btkit
 from btkit import candles as ca
 from btkit.components import INTERVAL_MS
 from btkit.testing import reset_btkit
 from btkit.testing.exchange import memory_exchange
-from core_helpers import T0, M, dt
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 DAYS = 62
 MAX_LIMIT = 30

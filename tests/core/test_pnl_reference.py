@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import btkit
 import pytest
-from btkit.lifecycle.pnl import position_pnl, simple_pnl_percent
 from core_helpers import flat, long, run, short, walk_to
+
+import btkit
+from btkit.lifecycle.pnl import position_pnl, simple_pnl_percent
 
 LONG_100_110 = 9.570439560
 SHORT_100_90 = 9.629639640
@@ -100,11 +101,21 @@ def test_position_pnl_of_a_single_entry_equals_the_simple_formula() -> None:
     from btkit.model import SignalRow
 
     row = SignalRow(
-        id=row_view.id, symbol="X", strategy_name="s", exchange_name="mem", frame_name="f",
-        position=row_view.position, price_open=row_view.price_open,
-        price_take_profit=row_view.price_take_profit, price_stop_loss=row_view.price_stop_loss,
-        minute_estimated_time=row_view.minute_estimated_time, cost=row_view.cost, note="",
-        scheduled_at=row_view.scheduled_at, pending_at=row_view.pending_at, entries=row_view.entries,
+        id=row_view.id,
+        symbol="X",
+        strategy_name="s",
+        exchange_name="mem",
+        frame_name="f",
+        position=row_view.position,
+        price_open=row_view.price_open,
+        price_take_profit=row_view.price_take_profit,
+        price_stop_loss=row_view.price_stop_loss,
+        minute_estimated_time=row_view.minute_estimated_time,
+        cost=row_view.cost,
+        note="",
+        scheduled_at=row_view.scheduled_at,
+        pending_at=row_view.pending_at,
+        entries=row_view.entries,
     )
     general = position_pnl(row, 110.0, slippage_pct=0.1, fee_pct=0.1)
     assert general.pnl_percentage == pytest.approx(LONG_100_110, abs=5e-10)
