@@ -113,6 +113,7 @@ class StrategyInstance:
         self.pending_commands: list[Any] = []
         self.stop_requested = False
         self._tick_when: int | None = None  # the minute being ticked (stamped on live commits)
+        self._saved = InstanceState()  # live: the state as last written; commits are diffed against it
 
     @property
     def stopping(self) -> bool:
@@ -231,7 +232,7 @@ class StrategyInstance:
             done = self._tick_when
             if done is not None and (new.strategy.last_tick is None or new.strategy.last_tick < done):
                 new = attrs.evolve(new, strategy=attrs.evolve(new.strategy, last_tick=done))
-            changes = state_changes(self.key, self.state, new)
+            changes = state_changes(self.key, self._saved, new)
             if closed is not None:
                 change = store.history_change(self.key, [*self.history, closed])
                 if change is not None:
@@ -239,6 +240,7 @@ class StrategyInstance:
             if slot is not False:
                 changes.extend(self._risk_changes(slot if isinstance(slot, ActivePosition) else None))
             store.save(changes)
+            self._saved = new
         self.state = new
         if closed is not None:
             self.history.append(closed)
@@ -253,7 +255,8 @@ class StrategyInstance:
             if self.loaded:
                 return
             if self.run.store.persistent:
-                state, history = await self.run.store.load(self.key)
+                state, history = await self.run.store.load(self.key, self.exchange_name)
+                self._saved = state
                 state = self._settle_loaded_intent(state)
                 self.state, self.history = state, history
                 row = state.pending or state.scheduled
