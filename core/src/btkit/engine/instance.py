@@ -388,7 +388,13 @@ class StrategyInstance:
             await self.run.report(SignalValidationError(f"signal rejected: {exc}"), f"strategy {self.strategy.name} on {self.symbol}")
             return await self._idle(when, price)
         action = "open" if row.pending_at is not None else "schedule"
-        return await self._attempt_open(action, row, when, price, attempt=0)
+        try:
+            return await self._attempt_open(action, row, when, price, attempt=0)
+        except BaseException:
+            if self.state.strategy.intent is None and self.state.pending is None and self.state.scheduled is None:
+                # the intent was never persisted (so the broker was not called): free the reservation
+                self.run.risk.release(self.strategy.risk_names, self.strategy.name, self.symbol)
+            raise
 
     async def _release_bucket(self) -> None:
         st = self.state.strategy
