@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from btkit.defaults.paper_broker import PaperBroker
 from btkit.testing.broker_contract import BrokerContract, MakeBroker, PlacedOrders
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from btkit.broker_payloads import CommitPayload
 from btkit.errors import OrderTransientError
 from btkit.testing.broker_contract import (
