@@ -25,6 +25,7 @@ from btkit.engine import live
 from btkit.engine.instance import StrategyInstance
 from btkit.engine.run import ErrorEvent, Run
 from btkit.engine.state import InstanceState
+from btkit.errors import OrderRejectedError
 from btkit.model import MINUTE_MS, Closed, TickResult
 from btkit.persist.file import FileBackend
 from btkit.persist.state import BackendStore
@@ -35,6 +36,7 @@ T0 = 1_704_067_200_000  # 2024-01-01 00:00 UTC
 SYMBOL = "BTCUSDT"
 EXCHANGE = "prices"
 STRATEGY = "s"
+OPEN, CLOSE, CANCEL = "on_signal_open_commit", "on_signal_close_commit", "on_signal_cancel_commit"
 
 
 def path(*segments: tuple[float, int]) -> list[float]:
@@ -180,3 +182,50 @@ class Engine:
             self.backend.close()
         self.loop.run_until_complete(self.loop.shutdown_default_executor())
         self.loop.close()
+
+
+class ScriptedBroker:
+    """A broker plugin that keeps its own record of what it placed, by client order id — as a real
+    broker must, so that a retry after an unknown outcome adopts the order instead of placing it twice —
+    and misbehaves on the first ``times`` calls of ``method`` in the way ``how`` says."""
+
+    def __init__(self, method: str = "", how: str = "", times: int = 1) -> None:
+        self.method, self.how, self.times = method, how, times
+        self.failures = 0
+        self.placed: dict[str, str] = {}  # client order id -> method
+        self.calls: list[tuple[str, str, int]] = []  # (method, client order id, attempt)
+
+    async def _handle(self, method: str, p: Any) -> bool:
+        self.calls.append((method, p.client_order_id, p.attempt))
+        if p.client_order_id in self.placed:
+            return True  # an earlier attempt went through: adopt it, never send it again
+        if method == self.method and self.failures < self.times:
+            self.failures += 1
+            if self.how == "raise":
+                raise RuntimeError("exchange API answered HTTP 502")
+            if self.how == "reject":
+                raise OrderRejectedError("exchange refused: insufficient margin")
+            if self.how == "false":
+                return False
+            if self.how == "side_effect":
+                self.placed[p.client_order_id] = method
+                raise ConnectionError("connection reset after the order was sent")
+            if self.how == "hang":
+                await asyncio.sleep(3600)
+        self.placed[p.client_order_id] = method
+        return True
+
+    async def on_signal_open_commit(self, p: Any) -> bool:
+        return await self._handle(OPEN, p)
+
+    async def on_signal_close_commit(self, p: Any) -> bool:
+        return await self._handle(CLOSE, p)
+
+    async def on_signal_cancel_commit(self, p: Any) -> bool:
+        return await self._handle(CANCEL, p)
+
+    def calls_of(self, method: str) -> list[tuple[str, int]]:
+        return [(coid, attempt) for m, coid, attempt in self.calls if m == method]
+
+    def placed_count(self, method: str) -> int:
+        return sum(1 for m in self.placed.values() if m == method)

@@ -17,73 +17,24 @@ Each test registers a broker that misbehaves in one way:
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from typing import Any
 
 import pytest
-from broker_helpers import path, retried
+from broker_helpers import CANCEL, CLOSE, OPEN, ScriptedBroker, path, retried
 
 from btkit import Closed, Idle, Opened, Scheduled, Signal, set_config
 from btkit.broker_payloads import client_order_id
 from btkit.engine import live
-from btkit.errors import OrderDeletedError, OrderRejectedError, PersistenceError
+from btkit.errors import OrderDeletedError, PersistenceError
 from btkit.model import Active, Cancelled, Waiting
 from btkit.persist.file import FileBackend
 from btkit.registry import add_risk
 from btkit.risk import PORTFOLIO
 
-OPEN, CLOSE, CANCEL = "on_signal_open_commit", "on_signal_close_commit", "on_signal_cancel_commit"
 LONG = Signal(position="long", price_take_profit=102.0, price_stop_loss=98.0, id="s1")
 RESTING = Signal(position="long", price_open=99.0, price_take_profit=103.0, price_stop_loss=97.0, id="r1")
 FAILS = ("raise", "false", "hang")  # transient, and the retry fails again while the exchange is down
-
-
-class ScriptedBroker:
-    """A broker plugin that keeps its own record of what it placed, by client order id — as a real
-    broker must, so that a retry after an unknown outcome adopts the order instead of placing it twice —
-    and misbehaves on the first ``times`` calls of ``method`` in the way ``how`` says."""
-
-    def __init__(self, method: str = "", how: str = "", times: int = 1) -> None:
-        self.method, self.how, self.times = method, how, times
-        self.failures = 0
-        self.placed: dict[str, str] = {}  # client order id -> method
-        self.calls: list[tuple[str, str, int]] = []  # (method, client order id, attempt)
-
-    async def _handle(self, method: str, p: Any) -> bool:
-        self.calls.append((method, p.client_order_id, p.attempt))
-        if p.client_order_id in self.placed:
-            return True  # an earlier attempt went through: adopt it, never send it again
-        if method == self.method and self.failures < self.times:
-            self.failures += 1
-            if self.how == "raise":
-                raise RuntimeError("exchange API answered HTTP 502")
-            if self.how == "reject":
-                raise OrderRejectedError("exchange refused: insufficient margin")
-            if self.how == "false":
-                return False
-            if self.how == "side_effect":
-                self.placed[p.client_order_id] = method
-                raise ConnectionError("connection reset after the order was sent")
-            if self.how == "hang":
-                await asyncio.sleep(3600)
-        self.placed[p.client_order_id] = method
-        return True
-
-    async def on_signal_open_commit(self, p: Any) -> bool:
-        return await self._handle(OPEN, p)
-
-    async def on_signal_close_commit(self, p: Any) -> bool:
-        return await self._handle(CLOSE, p)
-
-    async def on_signal_cancel_commit(self, p: Any) -> bool:
-        return await self._handle(CANCEL, p)
-
-    def calls_of(self, method: str) -> list[tuple[str, int]]:
-        return [(coid, attempt) for m, coid, attempt in self.calls if m == method]
-
-    def placed_count(self, method: str) -> int:
-        return sum(1 for m in self.placed.values() if m == method)
 
 
 @pytest.fixture(autouse=True)
