@@ -235,8 +235,8 @@ class StrategyInstance:
             changes = state_changes(self.key, self._saved, new)
             if closed is not None:
                 change = store.history_change(self.key, [*self.history, closed])
-                if change is not None:
-                    changes.append(change)
+                if change is not None:  # first: a crash mid-batch must not drop the closed trade
+                    changes.insert(0, change)
             if slot is not False:
                 changes.extend(self._risk_changes(slot if isinstance(slot, ActivePosition) else None))
             store.save(changes)
@@ -257,7 +257,7 @@ class StrategyInstance:
             if self.run.store.persistent:
                 state, history = await self.run.store.load(self.key, self.exchange_name)
                 self._saved = state
-                state = self._settle_loaded_intent(state)
+                state = self._settle_loaded_intent(self._settle_closed(state, history))
                 self.state, self.history = state, history
                 row = state.pending or state.scheduled
                 intent_row = state.strategy.intent.row if state.strategy.intent else None
@@ -267,6 +267,17 @@ class StrategyInstance:
                 else:
                     self.run.risk.release(self.strategy.risk_names, self.strategy.name, self.symbol)
             self.loaded = True
+
+    @staticmethod
+    def _settle_closed(state: InstanceState, history: Sequence[Closed]) -> InstanceState:
+        """A position already in the history was closed: its close batch (history first) was cut by
+        a crash before the position document was cleared. Finish the close instead of re-monitoring it."""
+        row = state.pending
+        if row is None or all(c.signal.id != row.id for c in history):
+            return state
+        st = state.strategy
+        st = attrs.evolve(st, deferred=tuple(d for d in st.deferred if d != "close_pending"))
+        return attrs.evolve(state, pending=None, levels=Levels(), strategy=st)
 
     def _settle_loaded_intent(self, state: InstanceState) -> InstanceState:
         """An intent whose effect is already in the state was applied before the crash: drop it."""

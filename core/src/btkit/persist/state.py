@@ -42,10 +42,13 @@ def state_changes(key: InstanceKey, old: InstanceState, new: InstanceState) -> l
     """Document changes that turn ``old`` into ``new`` (only the documents that differ)."""
     out: list[Change] = []
     k: Key = key
-    if new.pending != old.pending:
-        out.append(Change("signal", k, serde.to_document(serde.unstructure(_SignalDoc(new.pending)))))
+    # Order matters for backends whose batches are not atomic (a crash keeps a prefix): the resting
+    # entry goes before the position, so an activation cut short never leaves both on disk (the
+    # activate intent still holds the row and is retried).
     if new.scheduled != old.scheduled:
         out.append(Change("schedule", k, serde.to_document(serde.unstructure(_SignalDoc(new.scheduled)))))
+    if new.pending != old.pending:
+        out.append(Change("signal", k, serde.to_document(serde.unstructure(_SignalDoc(new.pending)))))
     if new.strategy != old.strategy:
         out.append(Change("strategy", k, serde.to_document(serde.unstructure(new.strategy))))
     if new.levels != old.levels:
