@@ -57,13 +57,15 @@ class WallClock:
 class ReplayClock:
     """Simulated time from ``start``: minute by minute, ``speed`` times faster than real time (None: as
     fast as the machine allows), until ``end`` (inclusive) when given. Thread-safe; lockstep across every
-    run that shares this instance."""
+    run that shares this instance. A run that joins after the clock moved on (``Live.background`` calls
+    are made one after the other) first catches up from ``start`` while the others wait for it."""
 
     def __init__(
         self, start: datetime | int, *, end: datetime | int | None = None, speed: float | None = None
     ) -> None:
         start_ms = start if isinstance(start, int) else datetime_to_ms(start)
         self.current = (start_ms // MINUTE_MS) * MINUTE_MS
+        self.start = self.current
         self.end = None if end is None else (end if isinstance(end, int) else datetime_to_ms(end))
         if speed is not None and not speed > 0:
             raise ValueError(f"speed must be > 0 or None, got {speed!r}")
@@ -119,8 +121,9 @@ class ReplayClock:
             with self._cond:
                 if self._finished():
                     return None
-                if last is None or self.current > last:
-                    return self.current
+                nxt = self.start if last is None else last + MINUTE_MS
+                if nxt <= self.current:  # the clock's minute, or one a late joiner has to catch up on
+                    return nxt
             if stop is not None and stop.is_set():
                 return None
             # let the other participants finish their minute (same loop: yield; other threads: nap)
