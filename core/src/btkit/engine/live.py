@@ -120,8 +120,7 @@ class LiveSession:
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
     def finished(self, handle: LiveHandle) -> None:
-        if all(h.done for h in self.handles):
-            close_session()
+        close_session(self)
 
     def close(self) -> None:
         try:
@@ -131,7 +130,7 @@ class LiveSession:
 
 
 _session: LiveSession | None = None
-_session_lock = threading.Lock()
+_session_lock = threading.RLock()  # also held by Live._start while a handle joins the session
 
 
 def session() -> LiveSession:
@@ -142,10 +141,13 @@ def session() -> LiveSession:
         return _session
 
 
-def close_session() -> None:
-    """Release the state lock and stop the live loop thread (after every live run ended)."""
+def close_session(only: LiveSession | None = None) -> None:
+    """Release the state lock and stop the live loop thread (after every live run ended). With ``only``:
+    close that session if it is still the current one and every run in it has ended."""
     global _session
     with _session_lock:
+        if only is not None and (_session is not only or not all(h.done for h in only.handles)):
+            return
         if _session is not None:
             current, _session = _session, None
             current.close()
@@ -284,10 +286,11 @@ class Live:
 
     @staticmethod
     def _start(symbol: str, strategy: str, exchange: str, clock: Any, sink: Any) -> LiveHandle:
-        sess = session()
-        clock = clock if clock is not None else WallClock()
-        inst = sess.instance(clock, symbol, strategy, exchange)
-        return LiveHandle(sess, inst, clock, sink)
+        with _session_lock:  # the session cannot close between joining it and registering the handle
+            sess = session()
+            clock = clock if clock is not None else WallClock()
+            inst = sess.instance(clock, symbol, strategy, exchange)
+            return LiveHandle(sess, inst, clock, sink)
 
     @staticmethod
     def run(symbol: str, *, strategy: str, exchange: str, clock: WallClock | ReplayClock | None = None) -> LiveStream:
