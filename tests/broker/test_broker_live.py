@@ -218,3 +218,24 @@ def test_scheduled_entry_places_and_cancels_through_the_broker_live(candle_excha
     assert [type(r) for r in results] == [Cancelled]
     assert [m for m, _, _ in broker.calls if m != "on_schedule_check"] == [OPEN, "on_signal_cancel_commit"]
     assert broker.calls[0][1] == client_order_id("r1", "schedule")
+
+
+def test_the_late_clean_up_of_a_finished_run_never_closes_the_next_session(market: Path) -> None:
+    """A restart in the same process: the first session's clean-up (a helper thread, possibly late)
+    must not close the session of the run that started after it."""
+    broker = ScriptedBroker()
+    Broker.use_adapter(broker)
+    Broker.enable()
+    stream = Live.run(SYMBOL, strategy=STRATEGY, exchange=EXCHANGE,
+                      clock=ReplayClock(T0 + 5 * MINUTE_MS, end=T0 + 6 * MINUTE_MS))
+    assert [type(r) for r in stream] == [Opened]
+    first = stream.handle
+    assert first is not None
+    Live.shutdown()
+
+    clock = ReplayClock(T0 + 7 * MINUTE_MS, end=T0 + 30 * MINUTE_MS)
+    second = Live.background(SYMBOL, strategy=STRATEGY, exchange=EXCHANGE, clock=clock)
+    first.session.finished(first)  # the first run's clean-up arrives now
+    assert second.join(20), "the second run's session was closed under it"
+    assert second.error is None
+    assert [type(r) for r in second.event_list if isinstance(r, Closed)] == [Closed]
