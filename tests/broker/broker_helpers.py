@@ -133,9 +133,11 @@ class Engine:
 
     def tick(self) -> TickResult:
         """One live tick at the current minute; the clock then moves on by one minute."""
-        when, self.when = self.when, self.when + MINUTE_MS
-        self.last_tick = when
-        return self.loop.run_until_complete(self.inst.tick(when))
+        when = self.when
+        try:
+            return self.loop.run_until_complete(self.inst.tick(when))
+        finally:
+            self.last_tick, self.when = when, when + MINUTE_MS
 
     def tick_until(self, done: Callable[[TickResult], bool], limit: int = 60) -> TickResult:
         for _ in range(limit):

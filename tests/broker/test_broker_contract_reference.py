@@ -83,7 +83,7 @@ def test_contract_catches_a_broker_that_sends_twice() -> None:
     contract = TestVenueBrokerContract()
     session = ContractSession(lambda: ForgetfulBroker(venue), 5.0)
     try:
-        with pytest.raises(AssertionError, match="confirm"):
+        with pytest.raises(AssertionError, match="executed 2 time"):
             contract.test_same_client_order_id_twice_executes_once(
                 session, Payloads("BTCUSDT", 100.0), lambda: list(venue.executions)
             )

@@ -145,9 +145,7 @@ class MemoryVenue:
             return order
 
     def _execute(self, method: str, p: CommitPayload) -> VenueOrder:
-        sid = p.signal_id
-        if p.client_order_id in self.orders:
-            raise VenueRefused(f"duplicate client order id {p.client_order_id}")
+        sid = p.signal_id  # like many exchanges, the venue does not police client order ids for you
         if method == "on_signal_open_commit":
             if getattr(p, "type", "open") == "schedule":
                 self.resting[sid] = p.client_order_id
