@@ -10,6 +10,7 @@ import math
 
 import attrs
 import pytest
+
 from btkit.config import EngineConfig
 from btkit.lifecycle import management as rules
 from btkit.lifecycle import pnl as pnl_math
@@ -184,3 +185,15 @@ def test_breakeven_rejections() -> None:
     # a stop already above the entry has nothing to gain
     locked = attrs.evolve(r, trailing_stop_loss=101.0)
     rejected(rules.breakeven(locked, price=105.0, when=T0, cfg=CFG), "already at or beyond")
+
+
+def test_numpy_numbers_are_numbers_and_strings_are_not() -> None:
+    import numpy as np
+
+    out = rules.partial_close(row(), "profit", np.int64(30), price=np.float64(105.0), when=T0, cfg=CFG)
+    assert isinstance(out, SignalRow) and out.partials[0].percent == 30.0
+    assert isinstance(out.partials[0].percent, float)
+    with pytest.raises(TypeError, match="percent must be a number"):
+        rules.partial_close(row(), "profit", "30", price=105.0, when=T0, cfg=CFG)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="percent_shift must be a number"):
+        rules.trailing_stop(row(), True, price=105.0, when=T0, cfg=CFG)

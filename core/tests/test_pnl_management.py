@@ -11,12 +11,13 @@ import math
 
 import attrs
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from btkit.config import EngineConfig
 from btkit.lifecycle import management as rules
 from btkit.lifecycle import pnl as pnl_math
 from btkit.model import Entry, SignalRow
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 T0 = 1_704_067_200_000
 MIN = 60_000

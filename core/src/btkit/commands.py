@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import attrs
@@ -268,7 +269,7 @@ def _projected(inst: StrategyInstance) -> SignalRow | None:
     return row
 
 
-def _submit(symbol: str, make: Any) -> bool:
+def _submit(symbol: str, make: Callable[..., PositionCommand]) -> bool:
     inst = _instance(symbol)
     when = current().when
     row = _projected(inst)
@@ -278,7 +279,7 @@ def _submit(symbol: str, make: Any) -> bool:
     from btkit.market import get_average_price
 
     price = get_average_price(symbol)
-    cmd: PositionCommand = make(signal_id=row.id, price=price, when=when)
+    cmd = make(signal_id=row.id, price=price, when=when)
     outcome = cmd.rule(row, price=price, when=when, cfg=inst.cfg)
     if isinstance(outcome, rules.Rejection):
         log.info("%s on %s rejected: %s", cmd.name, symbol, outcome.reason)

@@ -25,6 +25,7 @@ Rules in short (long positions; shorts are mirrored):
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any, Literal
 
 import attrs
@@ -50,7 +51,7 @@ Outcome = SignalRow | Rejection
 
 
 def _number(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):  # numpy scalars are Real too
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
     return float(value)
 
