@@ -413,3 +413,28 @@ def test_view_of_a_managed_row_shows_effective_and_original_prices() -> None:
     assert (v.original_price_open, v.price_stop_loss, v.original_price_stop_loss) == (100.0, 95.0, 90.0)
     assert (v.price_take_profit, v.original_price_take_profit) == (107.0, 110.0)
     assert v.cost == 200.0
+
+
+def test_report_of_a_managed_backtest_shows_entries_partials_and_leverage(tmp_path: Any) -> None:
+    prices = path([(0, 100), (10, 100), (30, 94), (70, 106), (100, 95)], 160)
+
+    def manage(p: Any) -> None:
+        s = p.signal
+        if p.current_price <= min(e.price for e in s.entries) * 0.97 and len(s.entries) < 3:
+            commands.commit_average_buy(p.symbol)
+        if p.current_price > 101 and not s.partials:
+            commands.commit_partial_profit(p.symbol, 30)
+        if p.current_price > 103:
+            commands.commit_breakeven(p.symbol)
+
+    on_ping(manage)
+    results, errors = run_backtest(prices, {10: long(tp=120.0, sl=85.0, multiplier=3)})
+    closed = only_close(results, errors)
+    report = btkit.Backtest.dump("TST", strategy="pm", exchange="mem", frame="f", path=tmp_path).read_text()
+    v = closed.signal
+    assert "## DCA entries" in report and "## Partial closes" in report
+    assert "Adjusted prices (original vs effective)" in report
+    signal_row = next(line for line in report.splitlines() if line.startswith(f"| {v.id} |"))
+    cells = [c.strip() for c in signal_row.strip("|").split("|")]
+    # … | Multiplier | Margin | Entries | Partials |
+    assert cells[-4:] == ["3x", "isolated", "2", "1"]
