@@ -11,7 +11,6 @@ mid-position and restarted from its state directory must continue exactly where 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,7 +22,6 @@ import pytest
 import btkit
 from btkit import commands
 from btkit.broker_payloads import client_order_id
-from btkit.engine import live as live_engine
 from btkit.errors import OrderTransientError
 from btkit.testing import btkit_clean  # noqa: F401  (fixture)
 from btkit.testing.exchange import candles_from_prices, memory_exchange
@@ -132,11 +130,7 @@ def live(root: Path, start: int = START, end: int = END) -> list[Any]:
 
 
 def settle_session() -> None:
-    """Wait until the live session closed itself (from a helper thread, once its last run ended), so that
-    thread cannot close the next session instead (LiveSession.finished closes whichever one is current)."""
-    deadline = time.monotonic() + 30
-    while live_engine._session is not None and time.monotonic() < deadline:
-        time.sleep(0.005)
+    """Stop the live session (it also closes itself once its last run ended) before the next one starts."""
     btkit.Live.shutdown()
 
 
