@@ -326,3 +326,18 @@ def test_results_carry_the_run_identity() -> None:
         identity = (r.symbol, r.strategy_name, r.exchange_name, r.frame_name, r.backtest)
         assert identity == ("X", "s", "mem", "f", True)
     assert minute_of(out.closed().close_timestamp) == 15
+
+
+def test_a_single_entry_keeps_its_fill_price_bit_for_bit() -> None:
+    # the effective entry of one entry is that entry's price; a harmonic mean cost/(cost/price) is not
+    # always bit-identical to it (here it is one ulp off), so results must not compute it that way
+    price_open = 98.63330694699061
+    assert 100.0 / (100.0 / price_open) != price_open
+    out = run(flat(60), {10: short(price_open=price_open, minute_estimated_time=5)})
+    opened, closed = out.of(btkit.Opened)[0], out.closed()
+    assert opened.signal.price_open == price_open
+    assert closed.signal.price_open == price_open
+    assert closed.pnl.price_open == price_open
+    assert closed.pnl.pnl_percentage == pytest.approx(
+        pnl("short", price_open, closed.pnl.price_close), abs=1e-12
+    )
