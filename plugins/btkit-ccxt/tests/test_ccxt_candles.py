@@ -6,6 +6,7 @@ import asyncio
 from datetime import UTC, datetime
 
 import pytest
+
 from btkit.errors import CandleDataError
 from btkit_ccxt import CcxtExchange, RetryPolicy
 

@@ -8,8 +8,9 @@ import itertools
 import logging
 from datetime import UTC, datetime
 
-import btkit_ccxt
 import pytest
+
+import btkit_ccxt
 from btkit.components import ExchangeSpec
 from btkit.errors import ConfigError
 from btkit_ccxt import Credentials, SecretMasker, credentials_from_env, make_client, mask_secrets

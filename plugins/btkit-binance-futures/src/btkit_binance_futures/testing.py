@@ -172,7 +172,8 @@ class Fault:
 
 @attrs.frozen
 class RequestRecord:
-    """One request the fake received (``params`` without the signature)."""
+    """One request the fake received (``params`` without the signature; ``status`` None while it is
+    being handled, or when no answer was sent)."""
 
     method: str
     path: str
@@ -324,6 +325,8 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body leave at once (no 40 ms delayed-ACK stalls)
+    wbufsize = 65536
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
@@ -633,6 +636,15 @@ class FakeBinanceFutures:
                 if (symbol is None or a.symbol == symbol) and (not open_only or a.is_open)
             ]
 
+    def leverage(self, symbol: str | None = None) -> int:
+        with self._lock:
+            return self._leverage[self._sym(symbol)]
+
+    def margin_type(self, symbol: str | None = None) -> str:
+        """``ISOLATED`` or ``CROSSED``."""
+        with self._lock:
+            return self._margin_type[self._sym(symbol)]
+
     def wait_until(self, predicate: Callable[[FakeBinanceFutures], bool], timeout: float = 10.0) -> None:
         """Block until ``predicate(self)`` holds (a bounded wait for cross-process tests)."""
         deadline = time.monotonic() + timeout
@@ -689,6 +701,10 @@ class FakeBinanceFutures:
         fault = self._take_fault(method, path, params)
         kind = fault.kind if fault else None
         status: int | None = None
+        record = RequestRecord(method, path, dict(params), kind, None, time.time())
+        with self._lock:  # logged on arrival (a stalled request is visible while it hangs)
+            index = len(self._requests)
+            self._requests.append(record)
         try:
             if kind == "stall":
                 self._stop.wait(float(fault.options.get("seconds", 30)))  # type: ignore[union-attr]
@@ -751,7 +767,7 @@ class FakeBinanceFutures:
             _send(handler, exc.status, payload, "application/json")
         finally:
             with self._lock:
-                self._requests.append(RequestRecord(method, path, dict(params), kind, status, time.time()))
+                self._requests[index] = attrs.evolve(record, status=status)
 
     # ------------------------------------------------------------ public endpoints
     def _symbol_of(self, params: Mapping[str, str]) -> SymbolSpec:
@@ -1501,3 +1517,103 @@ def fake_env(fake: FakeBinanceFutures) -> dict[str, str]:
     env["BINANCE_API_SECRET"] = fake.api_secret
     env["BTKIT_TEST_BINANCE_URL"] = fake.url
     return env
+
+
+# ---------------------------------------------------------------- payload and broker helpers for tests
+def commit_payload(
+    kind: str,
+    *,
+    symbol: str = "BTCUSDT",
+    signal_id: str = "signal-1",
+    attempt: int = 1,
+    position: str = "long",
+    **fields: Any,
+) -> Any:
+    """A core broker payload (``btkit.broker_payloads``) with test defaults.
+
+    ``kind``: open, close, cancel, partial_profit, partial_loss, trailing_stop, trailing_take, breakeven,
+    average_buy (the action tag of the client order id is ``kind`` unless ``client_order_id`` is given).
+    """
+    from btkit import broker_payloads as bp
+
+    classes = {
+        "open": bp.OpenCommit,
+        "close": bp.CloseCommit,
+        "cancel": bp.CancelCommit,
+        "partial_profit": bp.PartialCommit,
+        "partial_loss": bp.PartialCommit,
+        "trailing_stop": bp.TrailingCommit,
+        "trailing_take": bp.TrailingCommit,
+        "breakeven": bp.BreakevenCommit,
+        "average_buy": bp.AverageBuyCommit,
+    }
+    defaults: dict[str, dict[str, Any]] = {
+        "open": {
+            "type": "open",
+            "cost": 1000.0,
+            "price_open": 50000.0,
+            "price_take_profit": 52000.0,
+            "price_stop_loss": 49000.0,
+        },
+        "close": {
+            "cost": 1000.0,
+            "current_price": 50000.0,
+            "price_open": 50000.0,
+            "price_take_profit": 52000.0,
+            "price_stop_loss": 49000.0,
+            "close_reason": "closed",
+            "pnl": None,
+            "total_entries": 1,
+            "total_partials": 0,
+        },
+        "cancel": {"reason": "user", "price_open": 50000.0},
+        "partial_profit": {
+            "percent_to_close": 50.0,
+            "cost": 1000.0,
+            "current_price": 50000.0,
+            "price_take_profit": 52000.0,
+            "price_stop_loss": 49000.0,
+        },
+        "partial_loss": {
+            "percent_to_close": 50.0,
+            "cost": 1000.0,
+            "current_price": 50000.0,
+            "price_take_profit": 52000.0,
+            "price_stop_loss": 49000.0,
+        },
+        "trailing_stop": {"percent_shift": 1.0, "current_price": 50000.0, "new_stop_loss_price": 49500.0},
+        "trailing_take": {"percent_shift": 1.0, "current_price": 50000.0, "new_take_profit_price": 53000.0},
+        "breakeven": {"current_price": 50500.0, "new_stop_loss_price": 50000.0},
+        "average_buy": {"current_price": 50000.0, "cost": 500.0},
+    }
+    values: dict[str, Any] = {
+        "symbol": symbol,
+        "strategy_name": "test-strategy",
+        "exchange_name": "binance-futures",
+        "signal_id": signal_id,
+        "when": 1_704_067_200_000,
+        "attempt": attempt,
+        "client_order_id": bp.client_order_id(signal_id, kind),
+        "position": position,
+    }
+    values.update(defaults[kind])
+    values.update(fields)
+    return classes[kind](**values)
+
+
+def broker_for(fake: FakeBinanceFutures, **options: Any) -> Any:
+    """A :class:`~btkit_binance_futures.BinanceFuturesBroker` pointed at ``fake`` with fast test timings
+    (keys must be in the environment, e.g. through the ``binance_keys`` fixture). The ccxt rate limiter
+    stays on, with a 2 ms unit instead of Binance's 50 ms (``rate_limit_ms``)."""
+    from btkit_binance_futures.broker import BinanceFuturesBroker
+
+    settings: dict[str, Any] = {
+        "api_base_url": fake.url,
+        "entry_timeout_seconds": 2.0,
+        "poll_interval_seconds": 0.05,
+        "retry_delay_seconds": 0.01,
+        "request_timeout_ms": 2000,
+        "rate_limit_ms": 2,
+    }
+    settings.update(options)
+    return BinanceFuturesBroker(**settings)

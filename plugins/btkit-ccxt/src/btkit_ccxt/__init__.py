@@ -13,7 +13,6 @@ from typing import Any
 
 import btkit
 from btkit.components import ExchangeSpec
-
 from btkit_ccxt.exchange import CcxtExchange, all_exchange_ids, make_ccxt_exchange, to_ms, validate_rows
 from btkit_ccxt.ids import exchange_ids
 from btkit_ccxt.retry import RetryPolicy, call_with_retries, describe_error, error_code, read_retryable

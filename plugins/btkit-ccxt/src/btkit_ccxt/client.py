@@ -18,9 +18,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import ccxt.async_support as ccxt_async
-from btkit.errors import ConfigError
 from ccxt.base.errors import BadResponse
 
+from btkit.errors import ConfigError
 from btkit_ccxt.secrets import Credentials, SecretMasker, credentials_from_env, mask_secrets
 
 #: ``urls["api"]`` keys kept when ``api_base_url`` is set, per exchange id (others: every key, rebased).

@@ -18,7 +18,6 @@ from typing import Any
 from btkit.components import ExchangeSpec
 from btkit.config import get_config, load_settings
 from btkit.errors import BtkitError, CandleDataError, ConfigError
-
 from btkit_ccxt.ids import exchange_ids
 from btkit_ccxt.retry import RetryPolicy
 

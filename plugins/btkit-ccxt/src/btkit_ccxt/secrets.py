@@ -8,6 +8,7 @@ import re
 from collections.abc import Iterable, Mapping
 
 import attrs
+
 from btkit.errors import ConfigError
 
 
@@ -61,9 +62,13 @@ def mask_secrets(text: str, secrets: Iterable[str]) -> str:
 class SecretMasker(logging.Filter):
     """A logging filter that masks the given secrets in records of the logger it is attached to."""
 
-    def __init__(self, secrets: Iterable[str]) -> None:
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
         self._secrets = tuple(s for s in secrets if s)
+
+    def add(self, secrets: Iterable[str]) -> None:
+        """Mask these too (a process may hold several sets of keys)."""
+        self._secrets = tuple(dict.fromkeys((*self._secrets, *(s for s in secrets if s))))
 
     def filter(self, record: logging.LogRecord) -> bool:
         if self._secrets:
