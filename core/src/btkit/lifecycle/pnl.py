@@ -39,8 +39,24 @@ def simple_pnl_percent(
     return (leg_raw(position, o, c) - fee_pct * (1 + c / o)) * multiplier
 
 
+def _uniform_price(entries: tuple[Entry, ...]) -> float | None:
+    """The fill price when every entry filled at the same price (always so for one entry), else None.
+
+    Mathematically that is the effective entry, but ``Σcost / Σ(cost/price)`` in floats can land one ulp
+    away from it; returning the price itself keeps a single-entry position's entry bit-exact.
+    """
+    if not entries:
+        return None
+    price = entries[0].price
+    return price if all(e.price == price for e in entries) else None
+
+
 def effective_entry_of(entries: Iterable[Entry]) -> float:
     """Cost-weighted harmonic mean ``Σcost / Σ(cost/price)`` of entries (ignores partials)."""
+    entries = tuple(entries)
+    uniform = _uniform_price(entries)
+    if uniform is not None:
+        return uniform
     cost = units = 0.0
     for e in entries:
         cost += e.cost
@@ -78,6 +94,9 @@ def effective_entry(row: SignalRow) -> float:
     """Effective entry of what is still open (DCA-weighted, unchanged by partials themselves)."""
     if not row.entries:
         return row.price_open
+    uniform = _uniform_price(row.entries)  # partials never move the entry of what remains
+    if uniform is not None:
+        return uniform
     basis, units, _ = _replay(row)
     if units <= 0 or basis <= 0:  # everything closed: the entry of the last leg
         return effective_entry_of(row.entries)
@@ -106,16 +125,21 @@ def position_pnl(row: SignalRow, close_price: float, *, slippage_pct: float, fee
     else:
         row_for_math = row
     basis, units, legs = _replay(row_for_math)
+    uniform = _uniform_price(row_for_math.entries)
     pos = row.position
     total = 0.0
     fees = fee_pct  # entry fee, once
     for p, basis_before, entry in legs:
+        entry = uniform if uniform is not None else entry
         w = (p.percent / 100.0 * basis_before) / invested
         o, c = leg_prices(pos, entry, p.current_price, slippage_pct)
         total += w * leg_raw(pos, o, c)
         fees += fee_pct * w * c / o
     w_rem = basis / invested
-    rem_entry = basis / units if units > 0 and basis > 0 else effective_entry_of(row_for_math.entries)
+    if uniform is not None:
+        rem_entry = uniform
+    else:
+        rem_entry = basis / units if units > 0 and basis > 0 else effective_entry_of(row_for_math.entries)
     if w_rem > 0:
         o, c = leg_prices(pos, rem_entry, close_price, slippage_pct)
         total += w_rem * leg_raw(pos, o, c)
