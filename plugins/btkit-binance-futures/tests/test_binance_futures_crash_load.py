@@ -171,7 +171,9 @@ def test_plugin_registers_the_exchange_and_the_broker(binance_keys: FakeBinanceF
     (broker_spec,) = btkit_binance_futures.btkit_brokers()
     assert isinstance(exchange, ExchangeSpec) and exchange.name == "binance-futures"
     assert isinstance(broker_spec, BrokerSpec) and broker_spec.name == "binance-futures"
-    broker = broker_spec.factory(api_base_url=binance_keys.url, leverage=3, margin_mode="cross")
+    broker = broker_spec.factory(
+        name="binance-futures", api_base_url=binance_keys.url, leverage=3, margin_mode="cross"
+    )
     assert isinstance(broker, BinanceFuturesBroker) and broker.config.leverage == 3
 
 

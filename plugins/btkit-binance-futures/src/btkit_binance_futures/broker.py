@@ -1034,5 +1034,7 @@ class BinanceFuturesBroker:
 
 
 def make_broker(**options: Any) -> BinanceFuturesBroker:
-    """``BrokerSpec`` factory: ``make_broker(**[exchange.binance-futures] options)``."""
+    """``BrokerSpec`` factory: ``make_broker(**options)`` with the keys of the ``[broker]`` table (its
+    ``name`` key, which selected this broker, is ignored)."""
+    options.pop("name", None)
     return BinanceFuturesBroker(**options)
