@@ -65,6 +65,7 @@ from btkit.model import (
     Signal,
     Waiting,
 )
+from btkit.persist.adapter import PersistSignalAdapter
 from btkit.position import Position
 from btkit.registry import add_exchange, add_frame, add_risk, add_strategy
 
@@ -89,6 +90,7 @@ __all__ = [
     "OrderDeletedError",
     "OrderRejectedError",
     "OrderTransientError",
+    "PersistSignalAdapter",
     "PersistenceError",
     "PluginError",
     "Pnl",

@@ -61,7 +61,7 @@ class MemoryStore:
 
     persistent = False
 
-    async def load(self, key: InstanceKey) -> tuple[InstanceState, list[Closed]]:
+    async def load(self, key: InstanceKey, exchange_name: str = "") -> tuple[InstanceState, list[Closed]]:
         return InstanceState(), []
 
     def save(self, changes: Sequence[Change]) -> None:
@@ -83,11 +83,19 @@ class BackendStore:
     persistent = True
 
     def __init__(self, pm: Any, backend: Backend) -> None:
+        from btkit.persist.adapter import PersistSignalAdapter, SignalAdapters
+
         self.pm = pm
         self.backend = backend
+        adapter = PersistSignalAdapter.adapter
+        self.signal_adapters = SignalAdapters(adapter) if adapter is not None else None
 
     def _read(self, domain: str, key: Key) -> Any:
         from btkit.defaults.runtime import ABSENT
+
+        if domain == "signal" and self.signal_adapters is not None and key in self.signal_adapters.instances:
+            row = self.signal_adapters.read(key)
+            return None if row is None else serde.to_document({"row": row})
 
         doc = self.pm.hook.btkit_persist_read(backend=self.backend, domain=domain, key=key)
         return None if doc is ABSENT else doc
@@ -106,8 +114,10 @@ class BackendStore:
                 "and restart"
             ) from None
 
-    async def load(self, key: InstanceKey) -> tuple[InstanceState, list[Closed]]:
+    async def load(self, key: InstanceKey, exchange_name: str = "") -> tuple[InstanceState, list[Closed]]:
         name = "/".join(key)
+        if self.signal_adapters is not None:
+            self.signal_adapters.open(key, exchange_name)
         sig = self._structured("signal", key, _SignalDoc, where=f"signal state of {name}")
         sch = self._structured("schedule", key, _SignalDoc, where=f"schedule state of {name}")
         strat = self._structured("strategy", key, StrategyState, where=f"strategy state of {name}")
@@ -135,6 +145,11 @@ class BackendStore:
         return list(doc.positions) if doc else []
 
     def save(self, changes: Sequence[Change]) -> None:
+        if self.signal_adapters is not None:
+            routed = [c for c in changes if c.domain == "signal"]
+            changes = [c for c in changes if c.domain != "signal"]
+            for c in routed:  # the position first: it is what must never be lost
+                self.signal_adapters.write(c.key, None if c.document is None else c.document.get("row"))
         if not changes:
             return
         try:

@@ -51,6 +51,9 @@ def reset_btkit() -> None:
     Broker.disable()
     live.SETTINGS.__init__()  # type: ignore[misc]
     live.REJECTIONS.clear()
+    from btkit.persist.adapter import PersistSignalAdapter
+
+    PersistSignalAdapter.use(None)
     backtest._results.clear()
 
 
