@@ -147,8 +147,9 @@ class StrategyInstance:
     async def _emit(self, result: TickResult) -> None:
         if isinstance(result, Idle):
             return
-        await events.emit("signal", result)
-        await events.emit("signal_backtest" if self.backtest else "signal_live", result)
+        with entered(self.context(result.timestamp)):  # listeners may query and command, like get_signal
+            await events.emit("signal", result)
+            await events.emit("signal_backtest" if self.backtest else "signal_live", result)
         if isinstance(result, (Scheduled, Opened, Closed, Cancelled)):
             try:
                 self.run.pm.hook.btkit_signal_event(result=result)
