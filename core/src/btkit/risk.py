@@ -99,6 +99,28 @@ class RiskBook:
             return str(exc) or type(exc).__name__
         return _note_of(out)
 
+    async def _verdict(self, name: str, payload: RiskPayload) -> str | None:
+        """The first rejection note of profile ``name`` (its validations in order; for the portfolio-wide
+        tally, every ``btkit_risk_check`` implementation), or None when all allow."""
+        if name != PORTFOLIO:
+            for fn in self.profiles[name].validations:
+                note = await self._run_validation(fn, payload)
+                if note is not None:
+                    return note
+            return None
+        if self.hook is None:
+            return None
+        try:
+            for out in self.hook(payload=payload):
+                if inspect.isawaitable(out):
+                    out = await out
+                note = _note_of(out)
+                if note is not None:
+                    return note
+        except Exception as exc:  # a raising check rejects with its message
+            return str(exc) or type(exc).__name__
+        return None
+
     async def check_and_reserve(
         self,
         names: Sequence[str],
@@ -126,46 +148,11 @@ class RiskBook:
                     active_position_count=len(others),
                     active_positions=others,
                 )
-                validations: Iterable[Any] = self.profiles[name].validations if name != PORTFOLIO else ()
-                for fn in validations:
-                    note = await self._run_validation(fn, payload)
-                    if note is not None:
-                        return RiskRejection(
-                            name,
-                            note,
-                            candidate.symbol,
-                            candidate.strategy_name,
-                            len(others),
-                            timestamp,
-                            signal,
-                        )
-                if name == PORTFOLIO and self.hook is not None:
-                    try:
-                        results = self.hook(payload=payload)
-                    except Exception as exc:
-                        return RiskRejection(
-                            name,
-                            str(exc) or type(exc).__name__,
-                            candidate.symbol,
-                            candidate.strategy_name,
-                            len(others),
-                            timestamp,
-                            signal,
-                        )
-                    for out in results:
-                        if inspect.isawaitable(out):
-                            out = await self._run_validation(lambda _p, o=out: o, payload)
-                        note = _note_of(out)
-                        if note is not None:
-                            return RiskRejection(
-                                name,
-                                note,
-                                candidate.symbol,
-                                candidate.strategy_name,
-                                len(others),
-                                timestamp,
-                                signal,
-                            )
+                note = await self._verdict(name, payload)
+                if note is not None:
+                    return RiskRejection(
+                        name, note, candidate.symbol, candidate.strategy_name, len(others), timestamp, signal
+                    )
             for name in self.names_for(names):
                 self._table(name)[slot] = candidate
         return None
