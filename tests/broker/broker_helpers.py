@@ -85,6 +85,16 @@ def differences(a: Any, b: Any, where: str = "") -> list[str]:
     return [] if a == b else [f"{where or 'value'}: {a!r} != {b!r}"]
 
 
+def without_extremes(snap: Snapshot) -> Snapshot:
+    """``snap`` without the open position's best/worst price: tracked in memory on every tick and
+    written with the next write, so disk may lag behind memory there (and only there)."""
+    row = snap.state.pending
+    if row is None:
+        return snap
+    row = attrs.evolve(row, price_best=None, price_worst=None)
+    return attrs.evolve(snap, state=attrs.evolve(snap.state, pending=row))
+
+
 def retried(snap: Snapshot, at: int) -> Snapshot:
     """``snap`` after one more failed attempt at minute ``at``: the in-flight intent's attempt counter
     one higher, the time of the attempt (a close's or cancel's ``intent.time``, the tick stamp
@@ -225,6 +235,12 @@ class ScriptedBroker:
 
     async def on_signal_cancel_commit(self, p: Any) -> bool:
         return await self._handle(CANCEL, p)
+
+    async def on_partial_profit_commit(self, p: Any) -> bool:
+        return await self._handle("on_partial_profit_commit", p)
+
+    async def on_breakeven_commit(self, p: Any) -> bool:
+        return await self._handle("on_breakeven_commit", p)
 
     def calls_of(self, method: str) -> list[tuple[str, int]]:
         return [(coid, attempt) for m, coid, attempt in self.calls if m == method]

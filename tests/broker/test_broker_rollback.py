@@ -21,8 +21,9 @@ import threading
 from typing import Any
 
 import pytest
-from broker_helpers import CANCEL, CLOSE, OPEN, ScriptedBroker, path, retried
+from broker_helpers import CANCEL, CLOSE, OPEN, SYMBOL, ScriptedBroker, path, retried, without_extremes
 
+import btkit
 from btkit import Closed, Idle, Opened, Scheduled, Signal, set_config
 from btkit.broker_payloads import client_order_id
 from btkit.engine import live
@@ -336,3 +337,40 @@ def test_broker_is_not_called_when_the_intent_cannot_be_persisted(engine: Any) -
     e.backend.refuse = False  # type: ignore[attr-defined]
     assert isinstance(e.tick(), Opened)
     assert broker.calls_of(OPEN) == [(client_order_id("s1", "open"), 1)]
+
+
+# ================================================================ position commands
+@pytest.mark.parametrize("how", [*FAILS, "side_effect", "reject"])
+def test_failed_position_command_changes_nothing_and_can_be_issued_again(engine: Any, how: str) -> None:
+    """A partial close asked for by user code (here an active-ping listener) goes to the broker before
+    the position changes; when the broker fails, the position stays exactly as it was and the error is
+    reported — issuing the command again sends the same client order id."""
+    partial = "on_partial_profit_commit"
+    broker = ScriptedBroker(partial, how, times=1)
+    e = engine(broker, prices=path((100, 8), (101, 60)), signals=[LONG, None])  # in profit, below TP 102
+    wanted: list[float] = []
+
+    def manage(ping: Any) -> None:
+        if wanted:
+            assert btkit.commit_partial_profit(SYMBOL, wanted.pop())
+
+    btkit.listen_active_ping(manage)
+    assert isinstance(e.tick(), Opened)
+    e.tick_until(lambda r: isinstance(r, Active) and r.current_price > 100.8)
+    before = without_extremes(e.memory())
+
+    wanted.append(25.0)
+    assert isinstance(e.tick(), Active)  # the broker fails: nothing changes
+    after = without_extremes(e.memory())
+    assert after.state.pending == before.state.pending and after.state.pending.partials == ()
+    assert after == without_extremes(e.persisted())
+    assert "the position is unchanged" in e.errors[-1].where
+    coid = broker.calls_of(partial)[0][0]
+
+    wanted.append(25.0)
+    e.tick()  # issued again: same action, same client order id, applied once
+    row = e.memory().state.pending
+    assert row is not None and [p.percent for p in row.partials] == [25.0]
+    assert [c for c, _ in broker.calls_of(partial)] == [coid, coid]
+    assert broker.placed_count(partial) == 1
+    assert without_extremes(e.memory()) == without_extremes(e.persisted())

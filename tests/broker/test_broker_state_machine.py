@@ -26,8 +26,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import attrs
-from broker_helpers import EXCHANGE, STRATEGY, SYMBOL, T0, Engine, Snapshot
+from broker_helpers import EXCHANGE, STRATEGY, SYMBOL, T0, Engine, without_extremes
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -82,14 +81,6 @@ def disk_backend(disk: Disk) -> Any:
             super().write(changes)
 
     return DiskBackend
-
-
-def without_extremes(snap: Snapshot) -> Snapshot:
-    row = snap.state.pending
-    if row is None:
-        return snap
-    row = attrs.evolve(row, price_best=None, price_worst=None)
-    return attrs.evolve(snap, state=attrs.evolve(snap.state, pending=row))
 
 
 class BrokerMachine(RuleBasedStateMachine):

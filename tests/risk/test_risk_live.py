@@ -26,20 +26,11 @@ from btkit.model import MINUTE_MS
 from btkit.persist.file import FileBackend
 from btkit.persist.state import BackendStore
 from btkit.plugins import get_plugin_manager
-from btkit.risk import RiskPayload, RiskRejection
+from btkit.risk import RiskRejection, max_positions
 from btkit.testing.exchange import candles_from_prices
 
 T0 = 1_704_067_200_000  # 2024-01-01 00:00 UTC
 EX = "prices"
-
-
-def max_positions(limit: int) -> Any:
-    def rule(p: RiskPayload) -> str | None:
-        if p.active_position_count >= limit:
-            return f"max {limit} position(s): {p.active_position_count} active"
-        return None
-
-    return rule
 
 
 def flat_then_up() -> Any:
@@ -118,7 +109,7 @@ def test_max_one_position_shared_by_concurrent_starts_opens_exactly_one(
     first = rec.rejected[0]
     assert first.timestamp == rec.opened[0].timestamp  # the same tick
     assert (first.risk_name, first.active_position_count) == ("one", 1)
-    assert first.note == "max 1 position(s): 1 active"
+    assert first.note == "max 1 concurrent position(s) reached (1 active)"
     assert (first.strategy_name, first.symbol) != (rec.opened[0].strategy_name, rec.opened[0].symbol)
 
 
