@@ -121,7 +121,7 @@ def validate(arr: np.ndarray, *, source: str) -> None:
     simple_bad = ~finite | nonpos | negvol | inverted
     if simple_bad.any():
         i = int(np.argmax(simple_bad))
-        row = arr[i]
+        row = arr[i].tolist()  # Python floats: messages show 50.0, not np.float64(50.0)
         if not finite[i]:
             what = f"non-finite value {[float(x) for x in row]}"
         elif nonpos[i]:
