@@ -179,3 +179,36 @@ def test_markets_are_loaded_once_and_shared_across_event_loops(fake_binance: Fak
         assert len(run(lambda: ex.get_candles("BTC/USDT:USDT", "1m", START, 3), ex)) == 3
     assert len(fake_binance.requests_to("/fapi/v1/exchangeInfo")) == 1
     assert len(fake_binance.requests_to(KLINES)) == 2
+
+
+def test_calls_from_a_helper_loop_use_a_client_closed_after_the_call(
+    fake_binance: FakeBinanceFutures,
+) -> None:
+    import gc
+    import threading
+    import warnings
+
+    fake_binance.set_klines("BTCUSDT", "1m", scripted_rows(3))
+    ex = exchange(fake_binance)
+    home = asyncio.new_event_loop()
+    thread = threading.Thread(target=home.run_forever, daemon=True)
+    thread.start()
+    try:
+        first = asyncio.run_coroutine_threadsafe(
+            ex.get_candles("BTC/USDT:USDT", "1m", START, 3), home
+        ).result(30)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            # the engine serves a sync strategy through a private loop on a helper thread
+            second = asyncio.run(ex.get_candles("BTC/USDT:USDT", "1m", START, 3))
+            gc.collect()
+        assert first == second
+        assert not [w for w in caught if "Unclosed" in str(w.message)]
+        assert ex._home_loop is home  # the long-lived client stays with its loop
+        asyncio.run(ex.close())  # closes it on its own loop, from another one
+        assert ex._home is None
+    finally:
+        home.call_soon_threadsafe(home.stop)
+        thread.join(5)
+        home.close()
+    assert len(fake_binance.requests_to("/fapi/v1/exchangeInfo")) == 1

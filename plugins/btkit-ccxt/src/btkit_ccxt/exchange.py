@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import weakref
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -116,7 +115,8 @@ class CcxtExchange:
         self._credentials_env = credentials_env
         self._read_settings = read_settings
         self._resolved: dict[str, Any] | None = None
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+        self._home: Any = None  # the client of the first (long-lived) loop that used this exchange
+        self._home_loop: asyncio.AbstractEventLoop | None = None
         self._markets: dict[str, Any] | None = None
         self._formatter: Any = None
         self._secrets: tuple[str, ...] = ()
@@ -168,14 +168,41 @@ class CcxtExchange:
 
     # ------------------------------------------------------------ clients and markets
     async def client(self) -> Any:
-        """The ccxt client of the running loop, with markets loaded."""
+        """The long-lived ccxt client, bound to the running loop, with markets loaded.
+
+        The first loop that asks owns it (it is replaced when that loop has closed); calls from other
+        loops go through :meth:`_call_client`, which gives them a client of their own for one call."""
+        loop = asyncio.get_running_loop()
+        if self._home is None or self._home_loop is None or self._home_loop.is_closed():
+            self._home, self._home_loop = self._new_client(), loop
+        if self._home_loop is not loop:
+            raise RuntimeError(f"{self.name}: client() called from a second event loop; use _call_client()")
+        await self._with_markets(self._home)
+        return self._home
+
+    async def _call_client(self) -> tuple[Any, bool]:
+        """(client, temporary): the long-lived client on its own loop; elsewhere (a helper loop of the
+        engine, e.g. for a sync strategy) a fresh client that the caller closes after the call, so no
+        HTTP session outlives its loop."""
+        loop = asyncio.get_running_loop()
+        if (
+            self._home is None
+            or self._home_loop is None
+            or self._home_loop.is_closed()
+            or self._home_loop is loop
+        ):
+            return await self.client(), False
+        client = self._new_client()
+        try:
+            await self._with_markets(client)
+        except BaseException:
+            await client.close()
+            raise
+        return client, True
+
+    async def _with_markets(self, client: Any) -> None:
         from btkit_ccxt.retry import call_with_retries, describe_error
 
-        loop = asyncio.get_running_loop()
-        client = self._clients.get(loop)
-        if client is None:
-            client = self._new_client()
-            self._clients[loop] = client
         if not client.markets:
             if self._markets is not None:
                 client.set_markets(self._markets)
@@ -188,7 +215,6 @@ class CcxtExchange:
                         "the network/api_base_url and try again"
                     ) from exc
                 self._markets = client.markets
-        return client
 
     def resolve_symbol(self, client: Any, symbol: str) -> str:
         """The unified ccxt symbol for ``symbol`` given unified (``BTC/USDT``) or as an id (``BTCUSDT``)."""
@@ -221,7 +247,16 @@ class CcxtExchange:
         """
         if limit <= 0:
             return []
-        client = await self.client()
+        client, temporary = await self._call_client()
+        try:
+            return await self._candles(client, symbol, interval, since, limit)
+        finally:
+            if temporary:
+                await client.close()
+
+    async def _candles(
+        self, client: Any, symbol: str, interval: str, since: datetime | int, limit: int
+    ) -> list[CandleRow]:
         unified = self.resolve_symbol(client, symbol)
         where = f"{self.name} {unified} {interval}"
         if client.timeframes and interval not in client.timeframes:
@@ -325,11 +360,15 @@ class CcxtExchange:
 
     # ------------------------------------------------------------ shutdown
     async def close(self) -> None:
-        """Close the client of the running loop (others are dropped; their loops are gone or foreign)."""
-        client = self._clients.pop(asyncio.get_running_loop(), None)
-        self._clients.clear()
-        if client is not None:
+        """Close the long-lived client (on its own loop, wherever this is awaited from)."""
+        client, loop = self._home, self._home_loop
+        self._home = self._home_loop = None
+        if client is None or loop is None or loop.is_closed():
+            return
+        if loop is asyncio.get_running_loop():
             await client.close()
+        elif loop.is_running():
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(client.close(), loop))
 
     def mask(self, text: str) -> str:
         from btkit_ccxt.secrets import mask_secrets
