@@ -54,7 +54,8 @@ class BrokerGate:
                 return
             fn = getattr(self.broker, "wait_for_init", None)
             if fn is not None:
-                out = fn()
+                # a sync wait_for_init runs in a worker thread, like every sync broker method
+                out = fn() if inspect.iscoroutinefunction(fn) else await asyncio.to_thread(fn)
                 if inspect.isawaitable(out):
                     await out
             self._init_done = True
