@@ -374,3 +374,24 @@ def test_failed_position_command_changes_nothing_and_can_be_issued_again(engine:
     assert [c for c, _ in broker.calls_of(partial)] == [coid, coid]
     assert broker.placed_count(partial) == 1
     assert without_extremes(e.memory()) == without_extremes(e.persisted())
+
+
+def test_a_slow_sync_wait_for_init_does_not_block_the_engine(engine: Any) -> None:
+    """A plain ``def wait_for_init`` (say, a blocking REST login) runs in a worker thread like every
+    other sync broker method: the engine's loop keeps running and the timeout applies."""
+    release = threading.Event()
+
+    class SlowLogin(ScriptedBroker):
+        def wait_for_init(self) -> None:
+            release.wait(10)
+
+    broker = SlowLogin()
+    e = engine(broker, prices=path((100, 60)), signals=[LONG, None])
+    try:
+        assert isinstance(e.tick(), Idle)  # no answer within broker_timeout_seconds: transient
+        assert broker.calls == []
+        assert "no answer" in str(e.errors[-1].error)
+        assert e.memory().state.strategy.intent is not None
+    finally:
+        release.set()
+    assert isinstance(e.tick(), Opened)  # logged in now: the retry goes through
