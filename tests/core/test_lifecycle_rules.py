@@ -21,6 +21,15 @@ def pnl(position: str, entry: float, close: float) -> float:
     )
 
 
+@pytest.fixture(params=["fast-path", "per-candle"])
+def path(request: pytest.FixtureRequest) -> str:
+    """Run a scenario both ways: the vectorised fast path, and candle by candle (ping listeners force it)."""
+    if request.param == "per-candle":
+        btkit.listen_active_ping(lambda ping: None)
+        btkit.listen_schedule_ping(lambda ping: None)
+    return str(request.param)
+
+
 # ---------------------------------------------------------------- expiry → stop-loss → take-profit
 def monster(arr, minute: int, position: str):  # type: ignore[no-untyped-def]
     """A heavy candle that touches the stop and drags the VWAP through the take-profit."""
@@ -30,7 +39,7 @@ def monster(arr, minute: int, position: str):  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("position", ["long", "short"])
-def test_expiry_is_checked_before_stop_and_take_profit(position: str) -> None:
+def test_expiry_is_checked_before_stop_and_take_profit(position: str, path: str) -> None:
     arr = monster(flat(80), 29, position)  # candle 29 is observed at minute 30 = pending_at + 20
     sig = long(minute_estimated_time=20) if position == "long" else short(minute_estimated_time=20)
     out = run(arr, {10: sig})
@@ -41,7 +50,7 @@ def test_expiry_is_checked_before_stop_and_take_profit(position: str) -> None:
 
 
 @pytest.mark.parametrize("position", ["long", "short"])
-def test_stop_loss_is_checked_before_take_profit(position: str) -> None:
+def test_stop_loss_is_checked_before_take_profit(position: str, path: str) -> None:
     arr = monster(flat(80), 20, position)  # same candle, lifetime not reached
     sig = long(minute_estimated_time=60) if position == "long" else short(minute_estimated_time=60)
     closed = run(arr, {10: sig}).closed()
@@ -50,7 +59,7 @@ def test_stop_loss_is_checked_before_take_profit(position: str) -> None:
 
 
 @pytest.mark.parametrize("position", ["long", "short"])
-def test_take_profit_when_the_stop_is_not_touched(position: str) -> None:
+def test_take_profit_when_the_stop_is_not_touched(position: str, path: str) -> None:
     arr = monster(flat(80), 20, position)
     if position == "long":
         setc(arr, 20, low=95)
@@ -63,7 +72,7 @@ def test_take_profit_when_the_stop_is_not_touched(position: str) -> None:
 
 
 # ---------------------------------------------------------------- scheduled entries
-def test_schedule_timeout_is_checked_before_price_tests() -> None:
+def test_schedule_timeout_is_checked_before_price_tests(path: str) -> None:
     btkit.set_config(schedule_await_minutes=10)
     arr = setc(flat(60), 19, low=85)  # candle 19 is observed at minute 20 = scheduled_at + 10 …
     out = run(arr, {10: long(price_open=95)})  # … and touches both the entry and the stop-loss
@@ -90,7 +99,7 @@ def test_schedule_still_activates_one_candle_before_the_timeout() -> None:
     ],
 )
 def test_stop_loss_beats_activation_on_one_candle(
-    position: str, touch: dict[str, float], expected: str
+    position: str, touch: dict[str, float], expected: str, path: str
 ) -> None:
     arr = setc(flat(60), 12, **touch)
     sig = long(price_open=95) if position == "long" else short(price_open=105)
@@ -108,7 +117,7 @@ def test_stop_loss_beats_activation_on_one_candle(
 
 
 @pytest.mark.parametrize("position", ["long", "short"])
-def test_scheduled_entry_fills_at_price_open_not_at_the_vwap(position: str) -> None:
+def test_scheduled_entry_fills_at_price_open_not_at_the_vwap(position: str, path: str) -> None:
     if position == "long":
         arr = setc(flat(60), 12, low=94)  # a wick through 95; the VWAP stays near 99.6
         sig = long(price_open=95, minute_estimated_time=5)
@@ -126,7 +135,7 @@ def test_scheduled_entry_fills_at_price_open_not_at_the_vwap(position: str) -> N
     assert closed.pnl.pnl_percentage == pytest.approx(expected)
 
 
-def test_lifetime_counts_from_activation_not_from_scheduling() -> None:
+def test_lifetime_counts_from_activation_not_from_scheduling(path: str) -> None:
     arr = setc(flat(90), 30, low=94)  # activates on candle 30, observed at minute 31
     out = run(arr, {10: long(price_open=95, minute_estimated_time=20)})
     assert out.actions == ["scheduled", "opened", "closed"]
@@ -138,7 +147,7 @@ def test_lifetime_counts_from_activation_not_from_scheduling() -> None:
 
 
 # ---------------------------------------------------------------- the opening tick
-def test_take_profit_and_stop_loss_are_never_evaluated_on_the_opening_tick() -> None:
+def test_take_profit_and_stop_loss_are_never_evaluated_on_the_opening_tick(path: str) -> None:
     # candle 9 (the last one closed at the decision, minute 10) wicks through the stop-loss
     arr = setc(flat(60), 9, low=80)
     out = run(arr, {10: long(minute_estimated_time=20)})
@@ -147,7 +156,7 @@ def test_take_profit_and_stop_loss_are_never_evaluated_on_the_opening_tick() -> 
     assert (closed.close_reason, closed.close_timestamp) == ("time_expired", ms(30))
 
 
-def test_the_first_candle_examined_is_the_one_opening_at_pending_at() -> None:
+def test_the_first_candle_examined_is_the_one_opening_at_pending_at(path: str) -> None:
     arr = setc(flat(60), 10, low=80)  # the candle that opens at pending_at
     closed = run(arr, {10: long(minute_estimated_time=20)}).closed()
     assert (closed.close_reason, closed.close_timestamp) == ("stop_loss", ms(11))
@@ -155,7 +164,7 @@ def test_the_first_candle_examined_is_the_one_opening_at_pending_at() -> None:
 
 # ---------------------------------------------------------------- exact fills, VWAP and touch
 @pytest.mark.parametrize("position", ["long", "short"])
-def test_stop_loss_fills_at_exactly_the_stop_level(position: str) -> None:
+def test_stop_loss_fills_at_exactly_the_stop_level(position: str, path: str) -> None:
     if position == "long":
         arr = setc(flat(60), 15, low=50)  # far through SL 90
         sig = long(minute_estimated_time=30)
@@ -169,7 +178,7 @@ def test_stop_loss_fills_at_exactly_the_stop_level(position: str) -> None:
 
 
 @pytest.mark.parametrize("position", ["long", "short"])
-def test_take_profit_fills_at_exactly_the_take_profit_level(position: str) -> None:
+def test_take_profit_fills_at_exactly_the_take_profit_level(position: str, path: str) -> None:
     target = 150.0 if position == "long" else 50.0  # the VWAP overshoots TP before it is observed
     arr = walk_to(flat(60), 15, [target] * 5)
     sig = long(minute_estimated_time=30) if position == "long" else short(minute_estimated_time=30)
@@ -181,7 +190,7 @@ def test_take_profit_fills_at_exactly_the_take_profit_level(position: str) -> No
 
 
 @pytest.mark.parametrize("position", ["long", "short"])
-def test_a_thin_wick_through_take_profit_does_not_close(position: str) -> None:
+def test_a_thin_wick_through_take_profit_does_not_close(position: str, path: str) -> None:
     # volume 1: the VWAP only moves to ≈ 103 (≈ 97 for the short)
     arr = setc(flat(60), 15, high=150) if position == "long" else setc(flat(60), 15, low=50)
     sig = long(minute_estimated_time=20) if position == "long" else short(minute_estimated_time=20)
@@ -256,7 +265,7 @@ def test_a_signal_with_the_id_of_the_last_opened_one_is_ignored() -> None:
 
 
 # ---------------------------------------------------------------- frame end
-def test_frame_end_forces_an_open_position_to_time_expired() -> None:
+def test_frame_end_forces_an_open_position_to_time_expired(path: str) -> None:
     out = run(flat(80), {10: long(minute_estimated_time=1000)}, end=40)
     closed = out.closed()
     assert closed.close_reason == "time_expired"
@@ -265,7 +274,7 @@ def test_frame_end_forces_an_open_position_to_time_expired() -> None:
     assert closed.pnl.price_close == pytest.approx(vwap_at(flat(80), ms(42)))
 
 
-def test_frame_end_forces_a_scheduled_signal_to_timeout() -> None:
+def test_frame_end_forces_a_scheduled_signal_to_timeout(path: str) -> None:
     out = run(flat(80), {10: long(price_open=95)}, end=40)
     assert out.actions == ["scheduled", "cancelled"]
     cancelled = out.of(btkit.Cancelled)[0]
@@ -341,3 +350,16 @@ def test_a_single_entry_keeps_its_fill_price_bit_for_bit() -> None:
     assert closed.pnl.pnl_percentage == pytest.approx(
         pnl("short", price_open, closed.pnl.price_close), abs=1e-12
     )
+
+
+# opened at 15 with a 5-minute lifetime → closed at 20; the next tick is strictly after the close (21), and
+# get_signal is asked there unless 21 is still in the bucket the signal was opened in (15m: [15, 30))
+@pytest.mark.parametrize(("interval", "next_call"), [("1m", 21), ("5m", 21), ("15m", 30)])
+def test_after_a_close_the_strategy_is_asked_again_strictly_later_and_in_a_fresh_bucket(
+    interval: str, next_call: int
+) -> None:
+    out = run(
+        flat(60), lambda minute, price: long(minute_estimated_time=5), start=15, end=45, interval=interval
+    )
+    assert out.of(btkit.Closed)[0].close_timestamp == ms(20)
+    assert [m for m, _ in out.calls][:2] == [15, next_call]
