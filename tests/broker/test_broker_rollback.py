@@ -7,7 +7,8 @@ Read these as examples of the broker transaction (docs/writing-a-broker.md). For
 If the broker does not confirm, nothing changes — in memory and on disk — except the intent's attempt
 counter, and the same action is retried on the next tick with the same client order id.
 
-Each test registers a broker that misbehaves in one way:
+Each test registers a broker (mostly ``ScriptedBroker`` from broker_helpers.py, which keeps its own
+record of what it placed by client order id, as a real broker must) that misbehaves in one way:
   raise        raises a plain exception (an HTTP 502 from the exchange)            → transient
   false        returns False                                                     → transient
   side_effect  places the order, then the connection drops before the answer    → transient
@@ -156,6 +157,7 @@ def test_sync_broker_that_answers_too_late_is_adopted_on_retry(engine: Any) -> N
     finally:
         release.set()
     assert done.wait(30)  # the late order reached the exchange
+    e.gate.timeout = 30.0  # from now on the broker answers; give its worker thread all the time it needs
     assert isinstance(e.tick(), Opened)
     assert broker.placed == [client_order_id("s1", "open")]
 
@@ -394,4 +396,5 @@ def test_a_slow_sync_wait_for_init_does_not_block_the_engine(engine: Any) -> Non
         assert e.memory().state.strategy.intent is not None
     finally:
         release.set()
+    e.gate.timeout = 30.0  # the login is done; give the worker thread all the time it needs
     assert isinstance(e.tick(), Opened)  # logged in now: the retry goes through
