@@ -30,7 +30,12 @@ MINUTES = 240  # one epoch: 4 replayed hours × 3 symbols ≈ 1 s of uninterrupt
 SYMBOLS = crash_child.SYMBOLS
 
 
-def crash_loop(base: Path, rounds: int, seed: int, *, max_delay: float = 0.3) -> Counter[str]:
+def crash_loop(
+    base: Path, rounds: int, seed: int, *, max_delay: float = 0.3, epoch_kills: int = 50
+) -> Counter[str]:
+    """``rounds`` kills at random instants; after every ``epoch_kills`` kills (and at the end) the child
+    runs its replay to the end, the epoch's trades are checked against the candles, and a new epoch
+    starts in a fresh directory."""
     rng = random.Random(seed)
     totals: Counter[str] = Counter()
     server = ForkServer()
@@ -43,16 +48,19 @@ def crash_loop(base: Path, rounds: int, seed: int, *, max_delay: float = 0.3) ->
 
     dump, logs = fresh()
     try:
-        kills = 0
-        while kills < rounds:
+        kills = in_epoch = 0
+        while kills < rounds or in_epoch:
             pid = server.start(dump_dir=str(dump), log_dir=str(logs), minutes=MINUTES)
-            code = server.wait(pid, rng.uniform(0.0, max_delay))
+            to_the_end = in_epoch >= epoch_kills or kills >= rounds
+            code = server.wait(pid, 120 if to_the_end else rng.uniform(0.0, max_delay))
             finished = code is not None
             if not finished:
                 os.kill(pid, signal.SIGKILL)
                 code = server.wait(pid, 30)
                 assert code == -signal.SIGKILL, f"seed {seed}: child ended with {code} instead of the kill"
+                assert not to_the_end, f"seed {seed}: the replay did not end within 120 s"
                 kills += 1
+                in_epoch += 1
             else:
                 assert code == 0, f"seed {seed}: the replay failed ({code}): {server.stderr[-20:]}"
             try:
@@ -70,6 +78,7 @@ def crash_loop(base: Path, rounds: int, seed: int, *, max_delay: float = 0.3) ->
                 totals.update({k: v for k, v in counts.items() if k.startswith(("closed", "broker"))})
                 totals["epochs_completed"] += 1
                 epoch += 1
+                in_epoch = 0
                 dump, logs = fresh()
         totals["kills"] = kills
     finally:
