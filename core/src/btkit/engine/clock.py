@@ -119,9 +119,9 @@ class ReplayClock:
         spins = 0
         while True:
             with self._cond:
-                if self._finished():
-                    return None
                 nxt = self.start if last is None else last + MINUTE_MS
+                if self.end is not None and nxt > self.end:
+                    return None
                 if nxt <= self.current:  # the clock's minute, or one a late joiner has to catch up on
                     return nxt
             if stop is not None and stop.is_set():
