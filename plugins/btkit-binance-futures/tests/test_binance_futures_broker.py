@@ -8,8 +8,10 @@ from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any
 
+import attrs
 import pytest
 
+from btkit.broker_payloads import client_order_id
 from btkit.errors import ConfigError, OrderDeletedError, OrderRejectedError, OrderTransientError
 from btkit_binance_futures import BinanceFuturesBroker
 from btkit_binance_futures.testing import FakeBinanceFutures, broker_for, commit_payload
@@ -306,17 +308,68 @@ def test_active_check_repairs_missing_protection(binance_keys: FakeBinanceFuture
     assert algos(fake) == [("STOP_MARKET", "0.02", "49000"), ("TAKE_PROFIT_MARKET", "0.02", "52000")]
 
 
-def test_schedule_places_nothing_and_checks_confirm(binance_keys: FakeBinanceFutures) -> None:
+def test_a_resting_entry_rests_on_the_book_and_the_activation_adopts_it(
+    binance_keys: FakeBinanceFutures,
+) -> None:
     fake = binance_keys
     broker = broker_for(fake)
+    rest = commit_payload("open", type="schedule", price_open=49500.0)
+    rest = attrs.evolve(rest, client_order_id=client_order_id("signal-1", "schedule"))
 
     async def scenario() -> None:
-        assert await broker.on_signal_open_commit(commit_payload("open", type="schedule")) is True
-        assert await broker.on_schedule_check(commit_payload("open", type="schedule")) is True
+        assert await broker.on_signal_open_commit(rest) is True
+        assert await broker.on_schedule_check(rest) is True
+        fake.set_price(49400)  # the resting limit fills on the exchange …
+        assert await broker.on_schedule_check(rest) is True  # … and is protected at once
+        assert algos(fake) == [("STOP_MARKET", "0.02", "49000"), ("TAKE_PROFIT_MARKET", "0.02", "52000")]
+        # the engine activates the signal: the open adopts the filled resting order
+        assert await broker.on_signal_open_commit(commit_payload("open", price_open=49500.0)) is True
+
+    run(broker, scenario)
+    entries = [o for o in fake.orders_log if o.kind == "order"]
+    assert [(o.client_id, o.type, o.price) for o in entries] == [(rest.client_order_id, "LIMIT", "49500")]
+    assert fake.position("BTCUSDT") == Decimal("0.02")
+    assert_one_order_per_client_id(fake)
+
+
+def test_cancelling_a_resting_entry(binance_keys: FakeBinanceFutures) -> None:
+    fake = binance_keys
+    broker = broker_for(fake)
+    rest = commit_payload("open", type="schedule", price_open=49500.0)
+    rest = attrs.evolve(rest, client_order_id=client_order_id("signal-1", "schedule"))
+
+    async def scenario() -> None:
+        await broker.on_signal_open_commit(rest)
+        assert await broker.on_signal_cancel_commit(commit_payload("cancel")) is True
+        assert await broker.on_signal_cancel_commit(commit_payload("cancel", attempt=2)) is True
+        with pytest.raises(OrderDeletedError, match=r"no longer on Binance \(CANCELED"):
+            await broker.on_schedule_check(rest)
+
+    run(broker, scenario)
+    assert [o["status"] for o in fake.orders()] == ["CANCELED"]
+
+
+def test_cancelling_a_partly_filled_resting_entry_closes_the_fill(binance_keys: FakeBinanceFutures) -> None:
+    fake = binance_keys
+    broker = broker_for(fake)
+    rest = commit_payload("open", type="schedule", price_open=49500.0)
+    rest = attrs.evolve(rest, client_order_id=client_order_id("signal-1", "schedule"))
+    fake.inject(ORDER, "partial_fill", method="POST", fraction="0.5")
+
+    async def scenario() -> None:
+        await broker.on_signal_open_commit(rest)
+        fake.set_price(49400)
+        assert await broker.on_schedule_check(rest) is True
+        assert algos(fake) == [("STOP_MARKET", "0.01", "49000"), ("TAKE_PROFIT_MARKET", "0.01", "52000")]
         assert await broker.on_signal_cancel_commit(commit_payload("cancel")) is True
 
     run(broker, scenario)
-    assert fake.orders_log == []
+    assert fake.position("BTCUSDT") == 0
+    assert fake.algo_orders(open_only=True) == []
+    assert [(o.type, o.quantity, o.reduce_only) for o in fake.orders_log if o.kind == "order"] == [
+        ("LIMIT", "0.02", False),
+        ("MARKET", "0.01", True),
+    ]
 
 
 def test_short_positions_in_one_way_mode(binance_keys: FakeBinanceFutures) -> None:

@@ -181,7 +181,14 @@ def test_duplicate_client_id_is_treated_as_placed(binance_keys: FakeBinanceFutur
         await client.create_order(
             "BTC/USDT:USDT", "limit", "buy", 0.02, 49900, {"newClientOrderId": p.client_order_id}
         )
-        fake.inject(ORDER, "error", method="GET", code=-2013, msg="Order does not exist.")
+        fake.inject(
+            ORDER,
+            "error",
+            method="GET",
+            code=-2013,
+            msg="Order does not exist.",
+            when=lambda q: q.get("origClientOrderId") == p.client_order_id,
+        )
 
         async def fill_later() -> None:
             while posts_with(fake, ORDER, "newClientOrderId", p.client_order_id) < 2:

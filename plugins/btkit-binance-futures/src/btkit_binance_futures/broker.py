@@ -10,7 +10,9 @@ payload's client id, polled until filled; on timeout it is cancelled, any partia
 (reduce-only) and ``OrderTransientError`` is raised (the engine retries; the retry uses a fresh "round" id
 ``derive_id(cid, "r<k>")`` because the old one is dead). After a fill the position is protected at once by
 reduce-only STOP_MARKET and TAKE_PROFIT_MARKET conditional orders sized to the filled quantity; if that
-fails the position is closed at market and the error is raised.
+fails the position is closed at market and the error is raised. A resting entry (``type="schedule"``)
+is a LIMIT order left on the book; the later open adopts it, ``on_schedule_check`` protects any fill at
+once, ``on_signal_cancel_commit`` cancels it and closes any fill.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any, TypeVar
 
 import attrs
 
+from btkit.broker_payloads import client_order_id
 from btkit.errors import ConfigError, OrderDeletedError, OrderRejectedError, OrderTransientError
 from btkit_binance_futures.config import KEY_ENV, SECRET_ENV, BinanceFuturesConfig
 from btkit_binance_futures.errors import Outcome, classify
@@ -466,18 +469,31 @@ class BinanceFuturesBroker:
         return await self._wait_done(symbol, cid, order)
 
     async def _place_algo(
-        self, symbol: str, position: str, otype: str, qty: Decimal, trigger: Decimal, base_id: str
+        self,
+        symbol: str,
+        position: str,
+        otype: str,
+        qty: Decimal,
+        trigger: Decimal,
+        base_id: str,
+        exact_id: str | None = None,
     ) -> dict[str, Any]:
-        """A reduce-only conditional order; deterministic id from (base, type, qty, trigger)."""
+        """A reduce-only conditional order; deterministic id from (base, type, qty, trigger), or
+        ``exact_id`` (a command's own client order id) while that id is not spent."""
         client = await self.client()
         tag = "sl" if otype == STOP else "tp"
         for k in range(MAX_ROUNDS):
-            cid = derive_id(base_id, tag, qty, trigger, k)
+            if exact_id is not None:
+                cid = exact_id if k == 0 else derive_id(exact_id, tag, k)
+            else:
+                cid = derive_id(base_id, tag, qty, trigger, k)
             found = await self._lookup_algo(symbol, cid)
             if found is not None:
-                if _status(found) in ALGO_LIVE or _status(found) in ALGO_DONE:
+                info = _info(found)
+                same = _dec(info.get("triggerPrice")) == trigger and _dec(info.get("quantity")) == qty
+                if _status(found) in ALGO_DONE or (_status(found) in ALGO_LIVE and same):
                     return found
-                continue  # cancelled/expired earlier: that id is spent
+                continue  # cancelled, expired, or placed for another move: that id is spent
             params = {
                 **self._reduce_params(position),
                 "triggerPrice": float(trigger),
@@ -677,15 +693,50 @@ class BinanceFuturesBroker:
         return client, self._guard(client, symbol)
 
     # ================================================================ entries
+    async def _round(self, symbol: str, position: str, eid: str) -> tuple[str, dict[str, Any] | None]:
+        """The state of one entry order: ``absent``, ``working``, ``filled`` or ``spent`` (dead, or exited
+        — its exit order ``derive_id(eid, "x")`` exists). A cancelled partial fill that was never closed
+        (a crash in between) is closed here and the round counts as spent."""
+        order = await self._lookup_order(symbol, eid)
+        if order is None:
+            return "absent", None
+        status, executed = _status(order), _filled(order)
+        xid = derive_id(eid, "x")
+        if executed > 0 and await self._lookup_order(symbol, xid) is not None:
+            return "spent", order
+        if status in OPEN_STATUSES:
+            return "working", order
+        if status == "FILLED" or (status == "EXPIRED" and executed > 0):
+            return "filled", order
+        if executed > 0:
+            await self._reduce(symbol, position, executed, xid, "closing a stale partial entry")
+        return "spent", order
+
     async def _enter(
-        self, symbol: str, position: str, qty: Decimal, price: Decimal, base_cid: str
+        self,
+        symbol: str,
+        position: str,
+        qty: Decimal,
+        price: Decimal,
+        base_cid: str,
+        adopt: str | None = None,
     ) -> tuple[str, Decimal]:
-        """Get ``qty`` filled (limit at ``price`` or market); returns (round id, filled quantity)."""
+        """Get ``qty`` filled (limit at ``price`` or market); returns (round id, filled quantity).
+
+        ``adopt``: the id of a resting entry placed earlier for this signal; while it is working or
+        filled it is the entry, otherwise rounds of ``base_cid`` are used."""
+        if adopt is not None:
+            state, order = await self._round(symbol, position, adopt)
+            if state == "working":
+                assert order is not None
+                return await self._await_fill(symbol, position, adopt, derive_id(adopt, "x"), order)
+            if state == "filled":
+                assert order is not None
+                return adopt, _filled(order)
         for k in range(MAX_ROUNDS):
             eid = base_cid if k == 0 else derive_id(base_cid, f"r{k}")
-            xid = derive_id(eid, "x")
-            order = await self._lookup_order(symbol, eid)
-            if order is None:
+            state, order = await self._round(symbol, position, eid)
+            if state == "absent":
                 otype = self.config.entry_order_type
                 order = await self._send_order(
                     symbol,
@@ -698,17 +749,13 @@ class BinanceFuturesBroker:
                     self._entry_params(position),
                     known_absent=True,
                 )
-                return await self._await_fill(symbol, position, eid, xid, order)
-            status, executed = _status(order), _filled(order)
-            if executed > 0 and await self._lookup_order(symbol, xid) is not None:
-                continue  # this round was exited (timeout or failed protection): spent
-            if status in OPEN_STATUSES:
+                return await self._await_fill(symbol, position, eid, derive_id(eid, "x"), order)
+            assert order is not None
+            if state == "working":
                 log.info("%s: entry %s is already working, resuming", symbol, eid)
-                return await self._await_fill(symbol, position, eid, xid, order)
-            if status == "FILLED" or (status == "EXPIRED" and executed > 0):
-                return eid, executed
-            if executed > 0:  # cancelled with a partial fill and never flattened (a crash in between)
-                await self._reduce(symbol, position, executed, xid, "closing a stale partial entry")
+                return await self._await_fill(symbol, position, eid, derive_id(eid, "x"), order)
+            if state == "filled":
+                return eid, _filled(order)
         raise OrderRejectedError(f"{symbol}: {MAX_ROUNDS} entry attempts of {base_cid} used up; not retried")
 
     async def _await_fill(
@@ -799,10 +846,9 @@ class BinanceFuturesBroker:
     # ================================================================ broker methods
     async def on_signal_open_commit(self, p: Any) -> bool:
         """Open: a limit (or market) entry, polled until filled, then reduce-only SL/TP. A resting entry
-        (``p.type == "schedule"``) places nothing: the order goes out when the engine activates it."""
+        (``p.type == "schedule"``) is a LIMIT order left on the book at ``price_open``; when the engine
+        activates the signal, the open adopts that order (waiting for its fill like any entry)."""
         client, symbol = await self._ready(p.symbol)
-        if getattr(p, "type", "open") == "schedule":
-            return True
         market = client.market(symbol)
         multiplier = float(getattr(p, "multiplier", 1.0) or 1.0)
         async with self._lock(symbol):
@@ -812,7 +858,11 @@ class BinanceFuturesBroker:
             if price is None:
                 raise OrderRejectedError(f"{symbol}: price_open {p.price_open!r} is not a usable price")
             qty = self._quantity(market, p.cost, multiplier, price)
-            eid, filled = await self._enter(symbol, p.position, qty, price, p.client_order_id)
+            if getattr(p, "type", "open") == "schedule":
+                await self._rest(symbol, market, p, qty, price)
+                return True
+            resting = client_order_id(p.signal_id, "schedule")
+            eid, filled = await self._enter(symbol, p.position, qty, price, p.client_order_id, adopt=resting)
             if await self._position_qty(symbol, p.position) == 0:
                 log.warning("%s: entry %s filled but the position is already gone", symbol, eid)
                 return True  # the open happened; on_active_check reports the position as gone
@@ -825,6 +875,78 @@ class BinanceFuturesBroker:
                 eid,
                 derive_id(eid, "x"),
             )
+        return True
+
+    async def _rest(
+        self, symbol: str, market: Mapping[str, Any], p: Any, qty: Decimal, price: Decimal
+    ) -> None:
+        """Place the resting LIMIT entry (idempotent); protect at once whatever already filled."""
+        cid = p.client_order_id
+        order = await self._lookup_order(symbol, cid)
+        if order is None:
+            order = await self._send_order(
+                symbol,
+                cid,
+                "resting entry",
+                "limit",
+                self._entry_side(p.position),
+                qty,
+                price,
+                self._entry_params(p.position),
+                known_absent=True,
+            )
+        await self._protect_resting(symbol, market, p, order)
+
+    async def _protect_resting(
+        self, symbol: str, market: Mapping[str, Any], p: Any, order: dict[str, Any]
+    ) -> None:
+        filled = _filled(order)
+        if filled > 0:
+            await self._reprotect(
+                symbol,
+                p.position,
+                filled,
+                self._price(market, p.price_stop_loss),
+                self._price(market, p.price_take_profit),
+                p.client_order_id,
+            )
+
+    async def on_schedule_check(self, p: Any) -> bool:
+        """The resting entry is still on Binance (open, or filled and then protected at once);
+        ``OrderDeletedError`` when it was cancelled or expired (any fill is closed first)."""
+        client, symbol = await self._ready(p.symbol)
+        async with self._lock(symbol):
+            state, order = await self._round(symbol, p.position, p.client_order_id)
+            if state in ("working", "filled"):
+                assert order is not None
+                await self._protect_resting(symbol, client.market(symbol), p, order)
+                return True
+            if order is not None and _filled(order) > 0:  # spent after a fill: nothing may stay open
+                await self._cancel_protection(symbol, p.position)
+            raise OrderDeletedError(
+                f"{symbol}: the resting entry {p.client_order_id} is no longer on Binance "
+                f"({_status(order) if order is not None else 'not found'})"
+            )
+
+    async def on_signal_cancel_commit(self, p: Any) -> bool:
+        """Cancel the resting entry; a fill it already had is closed at market with its protection."""
+        _client, symbol = await self._ready(p.symbol)
+        resting = client_order_id(p.signal_id, "schedule")
+        async with self._lock(symbol):
+            order = await self._lookup_order(symbol, resting)
+            if order is None:
+                return True
+            if _status(order) in OPEN_STATUSES:
+                await self._cancel_regular(symbol, resting)
+                order = await self._lookup_order(symbol, resting) or order
+            if _status(order) in OPEN_STATUSES:
+                raise OrderTransientError(f"{symbol}: the resting entry {resting} could not be cancelled yet")
+            filled = _filled(order)
+            xid = derive_id(resting, "x")
+            if filled > 0 and await self._lookup_order(symbol, xid) is None:
+                await self._reduce(symbol, p.position, filled, xid, "closing a cancelled entry's fill")
+            if filled > 0:
+                await self._cancel_protection(symbol, p.position)
         return True
 
     async def on_signal_close_commit(self, p: Any) -> bool:
@@ -856,11 +978,6 @@ class BinanceFuturesBroker:
             cid = str(_info(order).get("clientOrderId") or "")
             if is_ours(cid) and str(order.get("side")) == self._entry_side(position):
                 await self._cancel_regular(symbol, cid)
-
-    async def on_signal_cancel_commit(self, p: Any) -> bool:
-        """A resting entry is cancelled: nothing was placed for it (see ``on_signal_open_commit``)."""
-        await self._ready(p.symbol)
-        return True
 
     async def _partial(self, p: Any) -> bool:
         client, symbol = await self._ready(p.symbol)
@@ -914,8 +1031,10 @@ class BinanceFuturesBroker:
         stop: Decimal | None,
         take: Decimal | None,
         base_id: str,
+        exact: Mapping[str, str] | None = None,
     ) -> None:
-        """Place SL/TP for ``qty`` (missing prices keep the current ones), then cancel the old orders."""
+        """Place SL/TP for ``qty`` (missing prices keep the current ones), then cancel the old orders.
+        ``exact`` names the client id a new order of that type carries (a command's own id)."""
         old = await self._our_algos(symbol, position)
         if qty <= 0:
             for order in old:
@@ -941,7 +1060,8 @@ class BinanceFuturesBroker:
             if same:  # already right: leave it alone
                 keep.add(str(_info(same[0]).get("clientAlgoId")))
                 continue
-            placed = await self._place_algo(symbol, position, otype, qty, trigger, base_id)
+            exact_id = (exact or {}).get(otype)
+            placed = await self._place_algo(symbol, position, otype, qty, trigger, base_id, exact_id)
             keep.add(str(_info(placed).get("clientAlgoId")))
         for order in old:
             cid = str(_info(order).get("clientAlgoId"))
@@ -969,6 +1089,7 @@ class BinanceFuturesBroker:
                 self._price(market, stop),
                 self._price(market, take),
                 p.client_order_id,
+                exact={STOP: p.client_order_id} if stop is not None else {TAKE: p.client_order_id},
             )
         return True
 
@@ -1025,11 +1146,6 @@ class BinanceFuturesBroker:
                     if otype not in have and trigger is not None:
                         log.warning("%s: %s order missing; placing it again", symbol, otype)
                         await self._place_algo(symbol, p.position, otype, qty, trigger, p.client_order_id)
-        return True
-
-    async def on_schedule_check(self, p: Any) -> bool:
-        """Resting entries live in the engine, not on Binance: always confirmed."""
-        await self._ready(p.symbol)
         return True
 
 
