@@ -301,13 +301,6 @@ def test_an_exchange_returning_fewer_candles_than_asked_is_taken_at_its_word() -
         list(btkit.Backtest.run("X", strategy="s", exchange="capped", frame="f"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=btkit.CandleDataError,
-    reason="store_exchange raises 'no candles from …' for a request that starts right after the stored data, "
-    "and the market extends its cache tail with exactly such a request when an open position needs more "
-    "candles than are stored: a frame ending near the end of stored data fails instead of force-closing",
-)
 def test_a_frame_ending_at_the_end_of_stored_data_force_closes(tmp_path: Path) -> None:
     store = CandleStore(tmp_path / "data")
     store.write("stored", "X", "1m", flat(120))

@@ -151,7 +151,7 @@ class Candles(Sequence[Candle]):
 
 
 # ---------------------------------------------------------------- signals
-@attrs.frozen(slots=True, kw_only=True)
+@attrs.frozen(slots=True)
 class Signal:
     """What a strategy's ``get_signal`` returns to open a position (or place a resting limit entry).
 

@@ -191,7 +191,11 @@ class Components:
         if self.failed:
             broken = "; ".join(f"{r.dist} failed to load ({r.error})" for r in self.failed)
             hint += f"; note: plugin {broken}"
-        known = ", ".join(sorted(table)) or "none"
+        names = sorted(table)
+        ccxt = [n for n in names if n.startswith("ccxt:")]
+        if len(ccxt) > 3:
+            names = [n for n in names if not n.startswith("ccxt:")] + [f"ccxt:<id> ({len(ccxt)} ccxt exchanges)"]
+        known = ", ".join(names) or "none"
         raise UnknownComponentError(f"no {kind} named {name!r} is registered (known: {known}){hint}")
 
     def names(self, kind: str) -> list[str]:

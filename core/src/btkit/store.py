@@ -498,9 +498,10 @@ class _StoreExchange:
             return empty()
         base = self._stored_interval(symbol, interval)
         if base is None:
+            also = "" if interval == "1m" else " or 1m"
             raise CandleDataError(
-                f"store {self.source!r} has no {interval} or 1m candles for {symbol} under "
-                f"{self.store.root}; run `btkit data download --exchange <exchange> --symbol {symbol}`"
+                f"store {self.source!r} has no {interval}{also} candles for {symbol} under "
+                f"{self.store.root}; run `btkit data download --exchange {self.source} --symbol {symbol}`"
             )
         base_step = interval_ms(base)
         end = start + limit * step
@@ -521,12 +522,12 @@ class _StoreExchange:
         if n and ts[lo] == start and ts[hi - 1] == start + (n - 1) * step:
             return arr  # sorted + unique + both ends on the grid → no hole
         last_stored = int(ts[-1]) if len(ts) else None
-        if last_stored is None or last_stored < start:
+        if last_stored is None:
             raise CandleDataError(
-                f"store {self.source!r} {symbol} {base}: no candles from {_fmt(start)} (stored data ends "
-                f"{'nowhere' if last_stored is None else _fmt(last_stored)}); run `btkit data download` "
-                "for that range"
+                f"store {self.source!r} has no {base} candles for {symbol}; run `btkit data download` first"
             )
+        if last_stored < start:
+            return full[:0]  # past the end of the stored data: nothing more, like an exchange at "now"
         if self.gaps == "fill":
             with_prev = full[max(lo - 1, 0) : hi]  # the candle before the window carries its close in
             filled = fill_gaps(with_prev, step)

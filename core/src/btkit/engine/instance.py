@@ -610,7 +610,8 @@ class StrategyInstance:
             verdict = await self.run.gate.call("on_active_check", self._open_payload("open", row, when, 1))
             if verdict.kind == "deleted":
                 return await self._close(CloseDecision("closed", o.vwap, when), row, notify=False)
-        self.state = attrs.evolve(self.state, pending=row)  # extremes: in memory, persisted with the next write
+        if row is not self.state.pending:  # a new best/worst price: persisted like any other change
+            self._commit(attrs.evolve(self.state, pending=row))
         await self._announce_levels(row, o, when)
         if events.has_listeners("active_ping"):
             await self._ping("active_ping", when, o.vwap, row)
