@@ -13,6 +13,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import attrs
+
 log = logging.getLogger("btkit.events")
 
 STREAMS: tuple[str, ...] = (
@@ -33,6 +35,20 @@ STREAMS: tuple[str, ...] = (
 )
 
 Callback = Callable[..., Any]
+
+
+@attrs.frozen
+class ErrorEvent:
+    """What ``listen_error`` listeners receive."""
+
+    error: BaseException
+    where: str
+    fatal: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.where}: {type(self.error).__name__}: {self.error}"
+
+
 _listeners: dict[str, list[Callback]] = {name: [] for name in STREAMS}
 
 
@@ -71,7 +87,7 @@ async def emit(stream: str, payload: Any) -> None:
                 log.exception("an error listener raised")
                 continue
             log.warning("listener on %s raised %s: %s", stream, type(exc).__name__, exc)
-            await emit("error", exc)
+            await emit("error", ErrorEvent(exc, f"a listener on {stream}"))
 
 
 def _listen(stream: str) -> Callable[[Callback], Callable[[], None]]:

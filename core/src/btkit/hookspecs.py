@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     )
     from btkit.model import Signal, TickResult
     from btkit.persist.backend import Backend, Change
-    from btkit.risk import RiskPayload
+    from btkit.risk import RiskPayload, RiskRejection
 
 PROJECT = "btkit"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -129,8 +129,9 @@ def btkit_commit_failed(call: BrokerCall, error: BaseException, verdict: str) ->
 
 
 @hookspec
-def btkit_risk_rejected(payload: RiskPayload, note: str) -> None:
-    """Called when a risk check rejects a candidate signal. Observers only: the return value is ignored."""
+def btkit_risk_rejected(payload: RiskRejection, note: str) -> None:
+    """Called when a risk check rejects a candidate signal (``payload`` is the rejection: profile, note,
+    symbol, strategy, active position count, signal). Observers only: the return value is ignored."""
 
 
 @hookspec

@@ -112,6 +112,7 @@ class StrategyInstance:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.pending_commands: list[Any] = []
         self.stop_requested = False
+        self._check_failures = 0
         self._tick_when: int | None = None  # the minute being ticked (stamped on live commits)
         self._saved = InstanceState()  # live: the state as last written; commits are diffed against it
 
@@ -167,7 +168,9 @@ class StrategyInstance:
                         if inspect.isawaitable(out):
                             await out
                     except Exception as exc:
-                        await self.run.report(exc, f"strategy {self.strategy.name} callback on_{result.action}")
+                        await self.run.report(
+                            exc, f"strategy {self.strategy.name} callback on_{result.action}"
+                        )
 
     def _position_of(self, row: SignalRow, *, reserved: bool = False) -> ActivePosition:
         since = row.pending_at if row.pending_at is not None else row.scheduled_at
@@ -222,7 +225,7 @@ class StrategyInstance:
         new: InstanceState,
         *,
         closed: Closed | None = None,
-        slot: ActivePosition | None | bool = False,
+        slot: ActivePosition | bool | None = False,
     ) -> None:
         """Durably write ``new`` (and history / risk slot), then make it the state. ``slot=False`` keeps
         the risk slot as it is; None frees it; an ActivePosition sets it."""
@@ -357,9 +360,7 @@ class StrategyInstance:
         except SignalValidationError as exc:
             await self.run.report(exc, f"strategy {self.strategy.name} on {self.symbol}")
             return await self._idle(when, price)
-        if signal.id is not None and (
-            signal.id == st.last_opened_id or signal.id in st.rejected_ids
-        ):
+        if signal.id is not None and (signal.id == st.last_opened_id or signal.id in st.rejected_ids):
             return await self._idle(when, price)  # whipsaw guard / ids never reused
         # risk check with reservation, before anything else
         candidate_price = signal.price_open if signal.price_open is not None else price
@@ -397,13 +398,20 @@ class StrategyInstance:
             )
         except SignalValidationError as exc:
             self.run.risk.release(self.strategy.risk_names, self.strategy.name, self.symbol)
-            await self.run.report(SignalValidationError(f"signal rejected: {exc}"), f"strategy {self.strategy.name} on {self.symbol}")
+            await self.run.report(
+                SignalValidationError(f"signal rejected: {exc}"),
+                f"strategy {self.strategy.name} on {self.symbol}",
+            )
             return await self._idle(when, price)
         action = "open" if row.pending_at is not None else "schedule"
         try:
             return await self._attempt_open(action, row, when, price, attempt=0)
         except BaseException:
-            if self.state.strategy.intent is None and self.state.pending is None and self.state.scheduled is None:
+            if (
+                self.state.strategy.intent is None
+                and self.state.pending is None
+                and self.state.scheduled is None
+            ):
                 # the intent was never persisted (so the broker was not called): free the reservation
                 self.run.risk.release(self.strategy.risk_names, self.strategy.name, self.symbol)
             raise
@@ -422,7 +430,9 @@ class StrategyInstance:
 
     async def _call_get_signal(self, when: int, price: float) -> Any:
         hook = self.run.pm.hook.btkit_get_signal
-        kwargs = dict(strategy=self.strategy, symbol=self.symbol, when=ms_to_datetime(when), current_price=price)
+        kwargs = dict(
+            strategy=self.strategy, symbol=self.symbol, when=ms_to_datetime(when), current_price=price
+        )
         limit = self.cfg.max_signal_generation_seconds
         where = f"get_signal of {self.strategy.name} on {self.symbol}"
         with entered(self.context(when)):
@@ -438,13 +448,17 @@ class StrategyInstance:
                 if inspect.isawaitable(out):
                     out = await asyncio.wait_for(out, limit)
             except TimeoutError:
-                await self.run.report(BtkitError(f"{where} took longer than {limit:g}s; treated as no signal"), where)
+                await self.run.report(
+                    BtkitError(f"{where} took longer than {limit:g}s; treated as no signal"), where
+                )
                 return None
             except Exception as exc:
                 await self.run.report(exc, where)
                 return None
             if time.monotonic() - started > limit:
-                await self.run.report(BtkitError(f"{where} took longer than {limit:g}s; treated as no signal"), where)
+                await self.run.report(
+                    BtkitError(f"{where} took longer than {limit:g}s; treated as no signal"), where
+                )
                 return None
         return out
 
@@ -468,7 +482,9 @@ class StrategyInstance:
             isolated=row.isolated,
         )
 
-    async def _attempt_open(self, action: str, row: SignalRow, when: int, price: float, *, attempt: int) -> TickResult:
+    async def _attempt_open(
+        self, action: str, row: SignalRow, when: int, price: float, *, attempt: int
+    ) -> TickResult:
         """Open now (``open``/``activate``) or place a resting entry (``schedule``) through the broker."""
         gate = self.run.gate
         if gate is not None:
@@ -480,7 +496,9 @@ class StrategyInstance:
                 row=row,
             )
             self._commit(attrs.evolve(self.state, strategy=attrs.evolve(self.state.strategy, intent=intent)))
-            verdict = await gate.call("on_signal_open_commit", self._open_payload(action, row, when, attempt + 1))
+            verdict = await gate.call(
+                "on_signal_open_commit", self._open_payload(action, row, when, attempt + 1)
+            )
             if not verdict.confirmed:
                 return await self._open_failed(action, row, when, price, attempt + 1, verdict)
         st = attrs.evolve(self.state.strategy, intent=None)
@@ -490,7 +508,9 @@ class StrategyInstance:
             result = self._result(Scheduled, when, price, row)
         else:
             st = attrs.evolve(st, last_opened_id=row.id)
-            new = attrs.evolve(self.state, pending=row, scheduled=None, strategy=st, levels=Levels(signal_id=row.id))
+            new = attrs.evolve(
+                self.state, pending=row, scheduled=None, strategy=st, levels=Levels(signal_id=row.id)
+            )
             self._commit(new, slot=self._position_of(row))
             result = self._result(Opened, when, price, row)
         await self._emit(result)
@@ -505,22 +525,39 @@ class StrategyInstance:
         if verdict.kind == "transient" and attempts < limit:
             intent = attrs.evolve(st.intent, attempt=attempts) if st.intent else None
             self._commit(attrs.evolve(self.state, strategy=attrs.evolve(st, intent=intent)))
-            await self.run.report(verdict.error, f"{where}: attempt {attempts}/{limit} failed, retrying next tick")
+            await self.run.report(
+                verdict.error, f"{where}: attempt {attempts}/{limit} failed, retrying next tick"
+            )
             return self._hold_result(action, row, when, price)
         # final: rejected, or transient retries exhausted → the open is dropped and its id never reused
         rejected = (*st.rejected_ids, row.id)[-MAX_REJECTED_IDS:]
         new_st = attrs.evolve(st, intent=None, rejected_ids=rejected, last_bucket=None)
-        if action == "activate":
-            new = attrs.evolve(self.state, scheduled=None, strategy=new_st)
-        else:
-            new = attrs.evolve(self.state, strategy=new_st)
-        self._commit(new, slot=None)
         await self.run.report(verdict.error, f"{where}: dropped ({verdict.kind} after {attempts} attempt(s))")
-        if action == "activate":
-            result = self._result(Cancelled, when, price, row, reason="price_reject", close_timestamp=when)
-            await self._emit(result)
-            return result
+        if (
+            action == "activate"
+        ):  # the resting entry may still be on the exchange: cancel it through the broker
+            self._commit(attrs.evolve(self.state, strategy=new_st))
+            return await self._cancel(
+                CancelDecision("price_reject", price, when), self.state.scheduled or row
+            )
+        self._commit(attrs.evolve(self.state, strategy=new_st), slot=None)
         return self._result(Idle, when, price, None)
+
+    async def _count_check(self, verdict: Any, row: SignalRow) -> None:
+        """Consecutive unanswered order checks: after ``order_check_retry_attempts`` the operator is told."""
+        if verdict.kind != "transient":
+            self._check_failures = 0
+            return
+        self._check_failures += 1
+        if self._check_failures == self.cfg.order_check_retry_attempts:
+            await self.run.report(
+                BtkitError(
+                    f"FATAL: the broker could not confirm {row.id} on {self.symbol} exists for "
+                    f"{self._check_failures} ticks ({verdict.error}); monitoring goes on — check the exchange"
+                ),
+                "broker check",
+                fatal=True,
+            )
 
     def _hold_result(self, action: str, row: SignalRow, when: int, price: float) -> TickResult:
         if action == "activate":
@@ -540,7 +577,9 @@ class StrategyInstance:
         if rejection is not None:
             await self.run.report_risk(rejection)
             return await self._cancel(CancelDecision("price_reject", price, when), row)
-        return await self._attempt_open("activate", machine.activate(row, decision.price, when), when, price, attempt=0)
+        return await self._attempt_open(
+            "activate", machine.activate(row, decision.price, when), when, price, attempt=0
+        )
 
     # ------------------------------------------------------------ scheduled
     async def _tick_scheduled(self, when: int, obs: Observation | None) -> TickResult:
@@ -555,41 +594,78 @@ class StrategyInstance:
         if isinstance(decision, ActivateDecision):
             return await self._activate(decision, row, o.vwap)
         if self.run.gate is not None:
-            verdict = await self.run.gate.call("on_schedule_check", self._open_payload("schedule", row, when, 1))
+            verdict = await self.run.gate.call(
+                "on_schedule_check", self._open_payload("schedule", row, when, 1)
+            )
+            await self._count_check(verdict, row)
             if verdict.kind == "deleted":
                 return await self._cancel(CancelDecision("user", o.vwap, when), row, notify=False)
         if events.has_listeners("schedule_ping"):
             await self._ping("schedule_ping", when, o.vwap, row)
         return self._result(Waiting, when, o.vwap, row)
 
-    async def _cancel(self, decision: CancelDecision, row: SignalRow, *, attempt: int = 0, notify: bool = True) -> TickResult:
+    async def _cancel(
+        self, decision: CancelDecision, row: SignalRow, *, attempt: int = 0, notify: bool = True
+    ) -> TickResult:
         when = decision.time
         gate = self.run.gate
         if gate is not None and notify:
             intent = Intent(
-                action="cancel", signal_id=row.id, client_order_id=client_order_id(row.id, "cancel"),
-                attempt=attempt, row=row, reason=decision.reason, price=decision.price, time=decision.time,
+                action="cancel",
+                signal_id=row.id,
+                client_order_id=client_order_id(row.id, "cancel"),
+                attempt=attempt,
+                row=row,
+                reason=decision.reason,
+                price=decision.price,
+                time=decision.time,
             )
             self._commit(attrs.evolve(self.state, strategy=attrs.evolve(self.state.strategy, intent=intent)))
-            verdict = await gate.call("on_signal_cancel_commit", CancelCommit(
-                symbol=self.symbol, strategy_name=self.strategy.name, exchange_name=self.exchange_name,
-                signal_id=row.id, when=when, attempt=attempt + 1, client_order_id=intent.client_order_id,
-                position=row.position, reason=decision.reason, price_open=row.price_open,
-            ))
+            verdict = await gate.call(
+                "on_signal_cancel_commit",
+                CancelCommit(
+                    symbol=self.symbol,
+                    strategy_name=self.strategy.name,
+                    exchange_name=self.exchange_name,
+                    signal_id=row.id,
+                    when=when,
+                    attempt=attempt + 1,
+                    client_order_id=intent.client_order_id,
+                    position=row.position,
+                    reason=decision.reason,
+                    price_open=row.price_open,
+                ),
+            )
             if verdict.kind == "transient" and attempt + 1 < self.cfg.order_close_retry_attempts:
                 st = self.state.strategy
-                self._commit(attrs.evolve(self.state, strategy=attrs.evolve(st, intent=attrs.evolve(intent, attempt=attempt + 1))))
-                await self.run.report(verdict.error, f"broker cancel of {row.id} on {self.symbol}: retrying next tick")
+                self._commit(
+                    attrs.evolve(
+                        self.state,
+                        strategy=attrs.evolve(st, intent=attrs.evolve(intent, attempt=attempt + 1)),
+                    )
+                )
+                await self.run.report(
+                    verdict.error, f"broker cancel of {row.id} on {self.symbol}: retrying next tick"
+                )
                 return self._result(Waiting, when, decision.price, row)
             if not verdict.confirmed and verdict.kind != "deleted":
-                await self.run.report(verdict.error, f"broker cancel of {row.id} on {self.symbol}: forced in the engine")
+                await self.run.report(
+                    BtkitError(
+                        f"FATAL: broker cancel of {row.id} on {self.symbol} {verdict.kind} ({verdict.error}); the "
+                        "resting entry was dropped in the engine but may still fill — check the exchange by hand"
+                    ),
+                    "broker cancel forced",
+                    fatal=True,
+                )
         st = attrs.evolve(
             self.state.strategy,
             intent=None,
             deferred=tuple(d for d in self.state.strategy.deferred if d != "cancel_scheduled"),
         )
         self._commit(attrs.evolve(self.state, scheduled=None, strategy=st), slot=None)
-        result = self._result(Cancelled, when, decision.price, row, reason=decision.reason, close_timestamp=when)
+        result = self._result(
+            Cancelled, when, decision.price, row, reason=decision.reason, close_timestamp=when
+        )
         await self._emit(result)
         return result
 
@@ -608,6 +684,7 @@ class StrategyInstance:
             return await self._close(decision, row)
         if self.run.gate is not None:
             verdict = await self.run.gate.call("on_active_check", self._open_payload("open", row, when, 1))
+            await self._count_check(verdict, row)
             if verdict.kind == "deleted":
                 return await self._close(CloseDecision("closed", o.vwap, when), row, notify=False)
         if row is not self.state.pending:  # a new best/worst price: persisted like any other change
@@ -621,7 +698,9 @@ class StrategyInstance:
         if row is None:  # a command closed it
             return self._result(Idle, when, o.vwap, None)
         to_tp, to_sl = machine.progress(row, o.vwap)
-        mark = pnl_math.position_pnl(row, o.vwap, slippage_pct=self.cfg.percent_slippage, fee_pct=self.cfg.percent_fee)
+        mark = pnl_math.position_pnl(
+            row, o.vwap, slippage_pct=self.cfg.percent_slippage, fee_pct=self.cfg.percent_fee
+        )
         result = self._result(Active, when, o.vwap, row, percent_tp=to_tp, percent_sl=to_sl, pnl=mark)
         await self._emit(result)
         await self._run_commands(when, o)  # commands from on_active callbacks / signal listeners: this tick
@@ -633,31 +712,65 @@ class StrategyInstance:
             return row
         return attrs.evolve(row, price_best=best, price_worst=worst)
 
-    async def _close(self, decision: CloseDecision, row: SignalRow, *, attempt: int = 0, notify: bool = True) -> TickResult:
+    async def _close(
+        self, decision: CloseDecision, row: SignalRow, *, attempt: int = 0, notify: bool = True
+    ) -> TickResult:
         when = decision.time
         cfg = self.cfg
-        pnl = pnl_math.position_pnl(row, decision.price, slippage_pct=cfg.percent_slippage, fee_pct=cfg.percent_fee)
+        pnl = pnl_math.position_pnl(
+            row, decision.price, slippage_pct=cfg.percent_slippage, fee_pct=cfg.percent_fee
+        )
         gate = self.run.gate
         if gate is not None and notify:
             intent = Intent(
-                action="close", signal_id=row.id, client_order_id=client_order_id(row.id, "close"),
-                attempt=attempt, row=row, reason=decision.reason, price=decision.price, time=decision.time,
+                action="close",
+                signal_id=row.id,
+                client_order_id=client_order_id(row.id, "close"),
+                attempt=attempt,
+                row=row,
+                reason=decision.reason,
+                price=decision.price,
+                time=decision.time,
             )
-            self._commit(attrs.evolve(self.state, pending=row, strategy=attrs.evolve(self.state.strategy, intent=intent)))
-            verdict = await gate.call("on_signal_close_commit", CloseCommit(
-                symbol=self.symbol, strategy_name=self.strategy.name, exchange_name=self.exchange_name,
-                signal_id=row.id, when=when, attempt=attempt + 1, client_order_id=intent.client_order_id,
-                position=row.position, cost=pnl_math.remaining_cost(row), current_price=decision.price,
-                price_open=pnl_math.effective_entry(row), price_take_profit=row.take_profit,
-                price_stop_loss=row.stop_loss, close_reason=decision.reason, pnl=pnl,
-                total_entries=len(row.entries), total_partials=len(row.partials),
-            ))
+            self._commit(
+                attrs.evolve(
+                    self.state, pending=row, strategy=attrs.evolve(self.state.strategy, intent=intent)
+                )
+            )
+            verdict = await gate.call(
+                "on_signal_close_commit",
+                CloseCommit(
+                    symbol=self.symbol,
+                    strategy_name=self.strategy.name,
+                    exchange_name=self.exchange_name,
+                    signal_id=row.id,
+                    when=when,
+                    attempt=attempt + 1,
+                    client_order_id=intent.client_order_id,
+                    position=row.position,
+                    cost=pnl_math.remaining_cost(row),
+                    current_price=decision.price,
+                    price_open=pnl_math.effective_entry(row),
+                    price_take_profit=row.take_profit,
+                    price_stop_loss=row.stop_loss,
+                    close_reason=decision.reason,
+                    pnl=pnl,
+                    total_entries=len(row.entries),
+                    total_partials=len(row.partials),
+                ),
+            )
             if verdict.kind == "transient" and attempt + 1 < cfg.order_close_retry_attempts:
                 st = self.state.strategy
-                self._commit(attrs.evolve(self.state, strategy=attrs.evolve(st, intent=attrs.evolve(intent, attempt=attempt + 1))))
+                self._commit(
+                    attrs.evolve(
+                        self.state,
+                        strategy=attrs.evolve(st, intent=attrs.evolve(intent, attempt=attempt + 1)),
+                    )
+                )
                 await self.run.report(
                     verdict.error,
-                    f"broker close of {row.id} on {self.symbol}: attempt {attempt + 1}/{cfg.order_close_retry_attempts} failed, retrying next tick",
+                    f"broker close of {row.id} on {self.symbol}: attempt {attempt + 1}/"
+                    f"{cfg.order_close_retry_attempts} failed, retrying next tick",
                 )
                 return self._result(Active, when, decision.price, row, pnl=pnl)
             if not verdict.confirmed and verdict.kind != "deleted":
@@ -670,15 +783,24 @@ class StrategyInstance:
                     fatal=True,
                 )
         closed = self._result(
-            Closed, when, decision.price, row, close_reason=decision.reason, close_timestamp=when, pnl=pnl,
-            price_best=row.price_best, price_worst=row.price_worst,
+            Closed,
+            when,
+            decision.price,
+            row,
+            close_reason=decision.reason,
+            close_timestamp=when,
+            pnl=pnl,
+            price_best=row.price_best,
+            price_worst=row.price_worst,
         )
         st = attrs.evolve(
             self.state.strategy,
             intent=None,
             deferred=tuple(d for d in self.state.strategy.deferred if d != "close_pending"),
         )
-        self._commit(attrs.evolve(self.state, pending=None, strategy=st, levels=Levels()), closed=closed, slot=None)
+        self._commit(
+            attrs.evolve(self.state, pending=None, strategy=st, levels=Levels()), closed=closed, slot=None
+        )
         await self._emit(closed)
         return closed
 
@@ -691,16 +813,24 @@ class StrategyInstance:
             return await self._attempt_open(intent.action, intent.row, when, price, attempt=intent.attempt)
         decision_time = when
         if intent.action == "close":
-            decision = CloseDecision(intent.reason or "closed", intent.price or intent.row.price_open, decision_time)  # type: ignore[arg-type]
+            decision = CloseDecision(
+                intent.reason or "closed", intent.price or intent.row.price_open, decision_time
+            )  # type: ignore[arg-type]
             return await self._close(decision, self.state.pending or intent.row, attempt=intent.attempt)
-        decision_c = CancelDecision(intent.reason or "user", intent.price or intent.row.price_open, decision_time)  # type: ignore[arg-type]
+        decision_c = CancelDecision(
+            intent.reason or "user", intent.price or intent.row.price_open, decision_time
+        )  # type: ignore[arg-type]
         return await self._cancel(decision_c, self.state.scheduled or intent.row, attempt=intent.attempt)
 
     # ------------------------------------------------------------ events for position management
     async def _ping(self, stream: str, when: int, price: float, row: SignalRow | None) -> None:
         ping = Ping(
-            symbol=self.symbol, strategy_name=self.strategy.name, exchange_name=self.exchange_name,
-            current_price=price, signal=view_of(row) if row is not None else None, backtest=self.backtest,
+            symbol=self.symbol,
+            strategy_name=self.strategy.name,
+            exchange_name=self.exchange_name,
+            current_price=price,
+            signal=view_of(row) if row is not None else None,
+            backtest=self.backtest,
             timestamp=when,
         )
         with entered(self.context(when)):
@@ -730,17 +860,44 @@ class StrategyInstance:
         view = view_of(row)
         with entered(self.context(when)):
             for lv in new_profit:
-                await events.emit("partial_profit_available", LevelEvent(
-                    symbol=self.symbol, strategy_name=self.strategy.name, level=lv, current_price=o.vwap,
-                    signal=view, backtest=self.backtest, timestamp=when))
+                await events.emit(
+                    "partial_profit_available",
+                    LevelEvent(
+                        symbol=self.symbol,
+                        strategy_name=self.strategy.name,
+                        level=lv,
+                        current_price=o.vwap,
+                        signal=view,
+                        backtest=self.backtest,
+                        timestamp=when,
+                    ),
+                )
             for lv in new_loss:
-                await events.emit("partial_loss_available", LevelEvent(
-                    symbol=self.symbol, strategy_name=self.strategy.name, level=lv, current_price=o.vwap,
-                    signal=view, backtest=self.backtest, timestamp=when))
+                await events.emit(
+                    "partial_loss_available",
+                    LevelEvent(
+                        symbol=self.symbol,
+                        strategy_name=self.strategy.name,
+                        level=lv,
+                        current_price=o.vwap,
+                        signal=view,
+                        backtest=self.backtest,
+                        timestamp=when,
+                    ),
+                )
             if breakeven_now:
-                await events.emit("breakeven_available", LevelEvent(
-                    symbol=self.symbol, strategy_name=self.strategy.name, level=0, current_price=o.vwap,
-                    signal=view, backtest=self.backtest, timestamp=when))
+                await events.emit(
+                    "breakeven_available",
+                    LevelEvent(
+                        symbol=self.symbol,
+                        strategy_name=self.strategy.name,
+                        level=0,
+                        current_price=o.vwap,
+                        signal=view,
+                        backtest=self.backtest,
+                        timestamp=when,
+                    ),
+                )
 
     async def _run_commands(self, when: int, o: Observation) -> None:
         """Carry out position commands queued by user code during this tick (see btkit.commands)."""
@@ -776,7 +933,9 @@ class StrategyInstance:
     async def _candles_from(self, first_examined: int, count: int) -> tuple[np.ndarray, ...]:
         """1m candles so that index ``w-1`` is the candle opening at ``first_examined`` (VWAP window)."""
         w = self.cfg.avg_price_candles_count
-        ts, o, h, lo, c, v = await self.market.block(self.symbol, first_examined - (w - 1) * MINUTE_MS, count + w - 1)
+        ts, _o, h, lo, c, v = await self.market.block(
+            self.symbol, first_examined - (w - 1) * MINUTE_MS, count + w - 1
+        )
         if len(ts) < w or int(ts[w - 1]) != first_examined:
             raise InsufficientDataError(
                 f"insufficient candle data: no 1m candles for {self.symbol} at "
@@ -786,7 +945,9 @@ class StrategyInstance:
         vw = ca.rolling_vwap(h, lo, c, v, w)
         return ts[w - 1 :], vw[w - 1 :], lo[w - 1 :], h[w - 1 :]
 
-    async def _per_candle(self, ts: np.ndarray, vw: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> TickResult | None:
+    async def _per_candle(
+        self, ts: np.ndarray, vw: np.ndarray, lo: np.ndarray, hi: np.ndarray
+    ) -> TickResult | None:
         """The slow path: the live tick, candle by candle (listeners or callbacks may act on each)."""
         for i in range(len(ts)):
             obs = Observation(int(ts[i]) + MINUTE_MS, float(vw[i]), float(lo[i]), float(hi[i]))
@@ -817,9 +978,13 @@ class StrategyInstance:
                     row = attrs.evolve(row, price_best=best, price_worst=worst)
                     return await self._close(decision, row)
                 best, worst = machine.extremes(row, lo, hi)
-                self.state = attrs.evolve(self.state, pending=attrs.evolve(row, price_best=best, price_worst=worst))
+                self.state = attrs.evolve(
+                    self.state, pending=attrs.evolve(row, price_best=best, price_worst=worst)
+                )
             if met is not None and len(ts) >= count:
-                raise InsufficientDataError(f"signal {row.id} on {self.symbol} did not resolve within its lifetime")
+                raise InsufficientDataError(
+                    f"signal {row.id} on {self.symbol} did not resolve within its lifetime"
+                )
             if len(ts) < count:
                 raise InsufficientDataError(
                     f"insufficient candle data: exchange {self.exchange_name} ends at "

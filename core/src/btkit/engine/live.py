@@ -96,9 +96,17 @@ class LiveSession:
     def run_for(self, clock: Any) -> Run:
         run = self.runs.get(id(clock))
         if run is None:
-            run = Run(pm=self.pm, components=self.components, cfg=self.cfg, backtest=False, store=self.store,
-                      gate=self.gate, now_ms=clock.now_ms, risk=self.risk,
-                      extra_risks=SETTINGS.extra_risks)
+            run = Run(
+                pm=self.pm,
+                components=self.components,
+                cfg=self.cfg,
+                backtest=False,
+                store=self.store,
+                gate=self.gate,
+                now_ms=clock.now_ms,
+                risk=self.risk,
+                extra_risks=SETTINGS.extra_risks,
+            )
             run.rejections = REJECTIONS  # type: ignore[assignment]  # outlives the session, for Live.dump
             self.runs[id(clock)] = run
         return run
@@ -156,7 +164,9 @@ def close_session(only: LiveSession | None = None) -> None:
 class LiveHandle:
     """A running live instance: ``stop()`` (graceful), ``kill()``, ``join()``, ``event_list``."""
 
-    def __init__(self, sess: LiveSession, inst: StrategyInstance, clock: Any, sink: Callable[[TickResult], None] | None) -> None:
+    def __init__(
+        self, sess: LiveSession, inst: StrategyInstance, clock: Any, sink: Callable[[TickResult], None] | None
+    ) -> None:
         self.session = sess
         self.instance = inst
         self.clock = clock
@@ -225,16 +235,29 @@ class LiveHandle:
                 if self.sink is not None and isinstance(result, (Opened, Closed, Cancelled)):
                     self.sink(result)
                 st = inst.state
-                if inst.stop_requested and isinstance(result, Idle) and st.pending is None and st.scheduled is None:
+                if (
+                    inst.stop_requested
+                    and isinstance(result, Idle)
+                    and st.pending is None
+                    and st.scheduled is None
+                ):
                     break
         except Exception as exc:  # never kill the process
             self.error = exc
             await run.report(exc, where, fatal=True)
         finally:
             clock.unregister(pid)
-            await events.emit("done_live", Done(
-                symbol=inst.symbol, strategy_name=inst.strategy.name, exchange_name=inst.exchange_name,
-                frame_name="", backtest=False, error=self.error))
+            await events.emit(
+                "done_live",
+                Done(
+                    symbol=inst.symbol,
+                    strategy_name=inst.strategy.name,
+                    exchange_name=inst.exchange_name,
+                    frame_name="",
+                    backtest=False,
+                    error=self.error,
+                ),
+            )
             self._finished.set()
             if self.sink is not None:
                 self.sink(_END)
@@ -293,7 +316,9 @@ class Live:
             return LiveHandle(sess, inst, clock, sink)
 
     @staticmethod
-    def run(symbol: str, *, strategy: str, exchange: str, clock: WallClock | ReplayClock | None = None) -> LiveStream:
+    def run(
+        symbol: str, *, strategy: str, exchange: str, clock: WallClock | ReplayClock | None = None
+    ) -> LiveStream:
         """Iterate opened/closed/cancelled results as they happen (idle and active ticks suppressed)."""
         return LiveStream(lambda sink: Live._start(symbol, strategy, exchange, clock, sink))
 
@@ -328,9 +353,18 @@ class Live:
 
         data = Live.get_data(symbol, strategy=strategy, exchange=exchange)
         rejections = [r for r in REJECTIONS if r.symbol == symbol and r.strategy_name == strategy]
-        return dump_report(Path(path), f"Live {symbol} · {strategy} · {exchange}", data, symbol=symbol,
-                           strategy=strategy, exchange=exchange, frame="live", mode="live", ts_ms=wall_clock_ms(),
-                           sections=risk_section(rejections))
+        return dump_report(
+            Path(path),
+            f"Live {symbol} · {strategy} · {exchange}",
+            data,
+            symbol=symbol,
+            strategy=strategy,
+            exchange=exchange,
+            frame="live",
+            mode="live",
+            ts_ms=wall_clock_ms(),
+            sections=risk_section(rejections),
+        )
 
     @staticmethod
     def shutdown() -> None:

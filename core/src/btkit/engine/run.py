@@ -11,24 +11,13 @@ from btkit import events
 from btkit.broker import BrokerGate
 from btkit.config import EngineConfig
 from btkit.engine.instance import StrategyInstance
+from btkit.events import ErrorEvent
 from btkit.market import Market, wall_clock_ms
 from btkit.persist.state import BackendStore, MemoryStore
 from btkit.plugins import Components, PluginManager
 from btkit.risk import RiskBook, RiskRejection
 
 log = logging.getLogger("btkit")
-
-
-@attrs.frozen
-class ErrorEvent:
-    """What ``listen_error`` listeners receive."""
-
-    error: BaseException
-    where: str
-    fatal: bool = False
-
-    def __str__(self) -> str:
-        return f"{self.where}: {type(self.error).__name__}: {self.error}"
 
 
 class Run:
