@@ -190,7 +190,17 @@ def test_registered_as_redis() -> None:
     pm.register(btkit_redis)
     pm.check_pending()
     [[spec]] = pm.hook.btkit_persistence_backends()
-    assert (spec.name, spec.factory, spec.dist) == ("redis", RedisBackend, "btkit-redis")
+    assert (spec.name, spec.dist) == ("redis", "btkit-redis")
+    assert isinstance(spec.factory(url="redis://127.0.0.1:1/0"), RedisBackend)  # builds without connecting
+
+
+def test_importing_the_plugin_does_not_import_redis_py() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, btkit_redis; print('redis' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"  # every btkit start imports the plugin: it must stay cheap
 
 
 def test_wrong_type_value_is_quarantined(backend: RedisBackend, server: RedisServer, bot: str) -> None:

@@ -147,6 +147,7 @@ async def run_backtest(
         await run.report(exc, f"backtest {symbol} {strategy} on {exchange}/{frame}")
         raise
     finally:
+        await run.aclose()
         await events.emit(
             "done_backtest",
             Done(

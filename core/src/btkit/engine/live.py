@@ -75,7 +75,7 @@ class LiveSession:
         self.backend = backend_spec.factory(**SETTINGS.persistence_options)
         self.backend.open(exclusive=True)  # StateLockedError when another live process owns it
         try:
-            self.broker = broker_spec.factory(**SETTINGS.broker_options)
+            self.broker = broker_spec.factory(**self._broker_options(broker_spec))
             self.store = BackendStore(self.pm, self.backend)
             self.gate = BrokerGate(self.pm, self.broker, timeout_seconds=SETTINGS.broker_timeout_seconds)
             self.risk = RiskBook(self.components.by_kind["risk"], hook=self.pm.hook.btkit_risk_check)
@@ -88,6 +88,20 @@ class LiveSession:
         except BaseException:
             self.backend.close()
             raise
+
+    def _broker_options(self, spec: Any) -> dict[str, Any]:
+        """The configured options, plus ``expected_positions`` (what the persisted state holds per symbol:
+        "long"/"short", or None for a resting entry or an action in flight) for brokers that reconcile."""
+        import inspect
+
+        options = dict(SETTINGS.broker_options)
+        try:
+            params = inspect.signature(spec.factory).parameters
+        except (TypeError, ValueError):
+            return options
+        if "expected_positions" in params:  # named explicitly: the broker reconciles at start-up
+            options["expected_positions"] = expected_positions(BackendStore(self.pm, self.backend))
+        return options
 
     def _serve(self) -> None:
         asyncio.set_event_loop(self.loop)
@@ -132,9 +146,36 @@ class LiveSession:
 
     def close(self) -> None:
         try:
+            runs = list(self.runs.values())
+            if runs and self.loop.is_running():
+
+                async def close_exchanges() -> None:
+                    for run in runs:
+                        await run.aclose()
+
+                try:
+                    asyncio.run_coroutine_threadsafe(close_exchanges(), self.loop).result(10)
+                except Exception as exc:
+                    log.warning("closing exchanges failed: %s", exc)
             self.backend.close()
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+def expected_positions(store: BackendStore) -> dict[str, str | None]:
+    """Per symbol, what the persisted live state says the exchange should hold (read before trading)."""
+    out: dict[str, str | None] = {}
+    for domain in ("signal", "schedule", "strategy"):
+        for key in store.backend.keys(domain):
+            if len(key) != 2:
+                continue
+            state, _ = store.load_sync(key)
+            symbol = key[1]
+            if state.pending is not None:
+                out[symbol] = state.pending.position
+            elif state.scheduled is not None or state.strategy.intent is not None:
+                out.setdefault(symbol, None)
+    return out
 
 
 _session: LiveSession | None = None

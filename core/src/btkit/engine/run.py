@@ -51,6 +51,21 @@ class Run:
         self.rejections: list[RiskRejection] = []
         self.extra_risks = extra_risks
 
+    async def aclose(self) -> None:
+        """Close the exchanges this run used (e.g. a ccxt client's connections)."""
+        import inspect
+
+        for market in self.markets.values():
+            close = market.spec.close
+            if close is None:
+                continue
+            try:
+                out = close()
+                if inspect.isawaitable(out):
+                    await out
+            except Exception as exc:  # closing must never mask the run's own outcome
+                log.warning("closing exchange %s failed: %s", market.spec.name, exc)
+
     def market(self, exchange_name: str) -> Market:
         m = self.markets.get(exchange_name)
         if m is None:

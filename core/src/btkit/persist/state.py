@@ -115,6 +115,9 @@ class BackendStore:
             ) from None
 
     async def load(self, key: InstanceKey, exchange_name: str = "") -> tuple[InstanceState, list[Closed]]:
+        return self.load_sync(key, exchange_name)
+
+    def load_sync(self, key: InstanceKey, exchange_name: str = "") -> tuple[InstanceState, list[Closed]]:
         name = "/".join(key)
         if self.signal_adapters is not None:
             self.signal_adapters.open(key, exchange_name)

@@ -1149,8 +1149,13 @@ class BinanceFuturesBroker:
         return True
 
 
-def make_broker(**options: Any) -> BinanceFuturesBroker:
+def make_broker(
+    *, expected_positions: Mapping[str, str | None] | None = None, **options: Any
+) -> BinanceFuturesBroker:
     """``BrokerSpec`` factory: ``make_broker(**options)`` with the keys of the ``[broker]`` table (its
-    ``name`` key, which selected this broker, is ignored)."""
+    ``name`` key, which selected this broker, is ignored). The live engine passes ``expected_positions``
+    (what its persisted state holds per symbol) so start-up reconciliation checks the exchange against it."""
     options.pop("name", None)
+    if expected_positions is not None:
+        options["expected_positions"] = dict(expected_positions)
     return BinanceFuturesBroker(**options)
