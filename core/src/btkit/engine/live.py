@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import inspect
 import logging
 import queue
 import threading
@@ -92,8 +93,6 @@ class LiveSession:
     def _broker_options(self, spec: Any) -> dict[str, Any]:
         """The configured options, plus ``expected_positions`` (what the persisted state holds per symbol:
         "long"/"short", or None for a resting entry or an action in flight) for brokers that reconcile."""
-        import inspect
-
         options = dict(SETTINGS.broker_options)
         try:
             params = inspect.signature(spec.factory).parameters
@@ -147,19 +146,34 @@ class LiveSession:
     def close(self) -> None:
         try:
             runs = list(self.runs.values())
-            if runs and self.loop.is_running():
+            if self.loop.is_running():
 
-                async def close_exchanges() -> None:
+                async def close_connections() -> None:
                     for run in runs:
                         await run.aclose()
+                    await self._close_broker()
 
                 try:
-                    asyncio.run_coroutine_threadsafe(close_exchanges(), self.loop).result(10)
+                    asyncio.run_coroutine_threadsafe(close_connections(), self.loop).result(10)
                 except Exception as exc:
-                    log.warning("closing exchanges failed: %s", exc)
+                    log.warning("closing exchanges and the broker failed: %s", exc)
             self.backend.close()
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
+
+    async def _close_broker(self) -> None:
+        """Release a broker that is an async context manager (``__aexit__``, e.g. a ccxt-based broker
+        holding an HTTP session), on the loop its calls ran on. A plain ``close`` method is not called:
+        on a broker that name could mean closing positions."""
+        exit_ = getattr(self.broker, "__aexit__", None)
+        if exit_ is None:
+            return
+        try:
+            out = exit_(None, None, None)
+            if inspect.isawaitable(out):
+                await out
+        except Exception as exc:  # closing must never mask the run's own outcome
+            log.warning("closing the broker failed: %s", exc)
 
 
 def expected_positions(store: BackendStore) -> dict[str, str | None]:
