@@ -29,7 +29,7 @@ from btkit.engine.backtest import Done
 from btkit.engine.clock import ReplayClock, WallClock
 from btkit.engine.instance import StrategyInstance
 from btkit.engine.run import Run
-from btkit.errors import CorruptStateError, PersistenceError
+from btkit.errors import CorruptStateError, OrderRejectedError, PersistenceError
 from btkit.model import Cancelled, Closed, Idle, Opened, TickResult
 from btkit.persist.state import BackendStore
 from btkit.plugins import collect_components, get_plugin_manager, require_loaded
@@ -83,6 +83,8 @@ class LiveSession:
             self.cfg = get_config()
             self.runs: dict[int, Run] = {}
             self.handles: list[LiveHandle] = []
+            self._broker_start: asyncio.Future[None] | None = None
+            self._refusal_reported = False
             self.loop = asyncio.new_event_loop()
             self._thread = threading.Thread(target=self._serve, name="btkit-live", daemon=True)
             self._thread.start()
@@ -101,6 +103,35 @@ class LiveSession:
         if "expected_positions" in params:  # named explicitly: the broker reconciles at start-up
             options["expected_positions"] = expected_positions(BackendStore(self.pm, self.backend))
         return options
+
+    async def broker_started(self) -> None:
+        """Initialise the broker once, before any run of this session ticks (``wait_for_init``: connect,
+        start-up reconciliation against ``expected_positions``). A definitive refusal
+        (``OrderRejectedError``, e.g. exchange positions the persisted state does not know) is raised to
+        every run: none of them trades. Anything else (a timeout, a network error) is logged; the gate
+        tries the initialisation again before the first broker call."""
+        if self._broker_start is None:
+            self._broker_start = asyncio.ensure_future(self._start_broker())
+            # retrieved here too, so a refusal nobody waits for any more is not logged as unhandled
+            self._broker_start.add_done_callback(lambda f: f.cancelled() or f.exception())
+        await asyncio.shield(self._broker_start)
+
+    async def _start_broker(self) -> None:
+        try:
+            await asyncio.wait_for(self.gate._init(), self.gate.timeout)
+        except OrderRejectedError:
+            raise
+        except Exception as exc:
+            log.warning(
+                "broker start-up did not complete (%s: %s); it is tried again before the first broker call",
+                type(exc).__name__,
+                exc,
+            )
+
+    def first_refusal_report(self) -> bool:
+        """True once per session: the start-up refusal is reported by the first run that sees it."""
+        first, self._refusal_reported = not self._refusal_reported, True
+        return first
 
     def _serve(self) -> None:
         asyncio.set_event_loop(self.loop)
@@ -263,6 +294,21 @@ class LiveHandle:
             return None  # e.g. a transient read error: the first tick loads again and reports it
         return self.instance.resume_after()
 
+    async def _broker_ready(self) -> bool:
+        """Wait for the session's broker start-up (raises its refusal); False after a hard stop."""
+        assert self._hard_stop is not None
+        started = asyncio.ensure_future(self.session.broker_started())
+        stopped = asyncio.ensure_future(self._hard_stop.wait())
+        try:
+            await asyncio.wait({started, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+        if not started.done():
+            started.cancel()  # the start-up itself goes on for the other runs (shielded)
+            return False
+        started.result()
+        return True
+
     async def _loop(self) -> None:
         inst, clock = self.instance, self.clock
         run = inst.run
@@ -272,6 +318,14 @@ class LiveHandle:
         where = f"live {inst.strategy.name} on {inst.symbol}"
         try:
             last = await self._resume_point()
+            try:
+                if not await self._broker_ready():
+                    return
+            except OrderRejectedError as exc:  # refused at start-up: this run never ticks
+                self.error = exc
+                if self.session.first_refusal_report():
+                    await run.report(exc, "live start-up: the broker refuses to trade", fatal=True)
+                return
             while True:
                 when = await clock.next_tick(pid, last, self._hard_stop)
                 if when is None or self._hard_stop.is_set():
