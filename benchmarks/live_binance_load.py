@@ -1,0 +1,206 @@
+"""Load: N symbols live in one process against the fake Binance USD-M server, ccxt's rate limiter on.
+
+Every symbol runs one strategy with the ``binance-futures`` exchange and broker on one replay clock, minute
+by minute (6 minutes): all N enter at minute 1 (a limit entry at the engine's price, then a stop-loss and a
+take-profit on the exchange), are checked by the broker every minute while open, and are closed by the
+engine at take-profit at minute 4, after a candle whose spike lifts the engine's price over the target;
+minutes 0 and 5 are idle. The clock records, per minute, the time from handing the minute out to the last
+symbol finishing its tick (broker calls included): every minute must end well within 60 s.
+
+ccxt's limiter spaces requests by their Binance weight × ``rateLimit`` (ccxt's own unit for Binance is
+50 ms, e.g. a position read weighs 5 → 250 ms); the candle client always uses ccxt's unit, the broker the
+given ``--rate-limit-ms`` (default: ccxt's). The broker's start-up (markets, position mode, start-up
+reconciliation) happens before the first minute and is reported separately.
+
+Usage: ``uv run python benchmarks/live_binance_load.py [--symbols 10,50] [--rate-limit-ms N]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "e2e"))
+
+from e2e_helpers import SteppedReplayClock, broker_options, write_btkit_toml
+
+T0 = 1_709_251_200_000  # 2024-03-01 00:00 UTC
+MINUTE_MS = 60_000
+HISTORY = 10
+OPEN_MINUTE, SPIKE_MINUTE, LAST_MINUTE = 1, 3, 5
+STRATEGY = "load-tp"
+COST = 20.0  # USDT per position (the fake's SYM<i>USDT markets: min notional 5, step 0.1)
+TP, SL = 1.02, 0.98  # of the base price
+
+
+def base_price(symbol: str) -> float:
+    return 10.0 + int(symbol.removeprefix("SYM").removesuffix("USDT"))  # the fake's extra symbols
+
+
+def rows(base: float) -> list[list[Any]]:
+    """Flat candles, then at SPIKE_MINUTE a spike (high +6 %, heavy volume, close +1 %), then flat above."""
+    out = []
+    for i in range(-HISTORY, LAST_MINUTE + 3):
+        if i < SPIKE_MINUTE:
+            o, h, lo, c, v = base, base * 1.0004, base * 0.9998, base, 10.0
+        elif i == SPIKE_MINUTE:
+            o, h, lo, c, v = base, base * 1.06, base, base * 1.01, 1000.0
+        else:
+            o, h, lo, c, v = base * 1.01, base * 1.0104, base * 1.0098, base * 1.01, 10.0
+        out.append([T0 + i * MINUTE_MS, *(f"{x:.4f}" for x in (o, h, lo, c, v))])
+    return out
+
+
+def close_of(base: float, index: int) -> float:
+    row = rows(base)[index + HISTORY]
+    return float(row[4])
+
+
+def get_signal(symbol: str, when: Any, current_price: float) -> dict[str, Any] | None:
+    if int(when.timestamp() * 1000) != T0 + OPEN_MINUTE * MINUTE_MS:
+        return None
+    base = base_price(symbol)
+    return {
+        "id": f"load-{symbol}",
+        "position": "long",
+        "price_take_profit": base * TP,
+        "price_stop_loss": base * SL,
+        "cost": COST,
+        "minute_estimated_time": 60,
+    }
+
+
+@attrs.frozen
+class LoadResult:
+    symbols: int
+    rate_limit_ms: int | None
+    startup_s: float  # from the first Live.background to the first minute handed out
+    minutes: dict[int, float]  # minute index → seconds until every symbol finished it
+    opened: int
+    closed: Counter[str]
+    errors: tuple[str, ...]
+    requests: int
+    placements: int
+    max_per_client_id: int
+    positions_left: int
+    wall_s: float
+
+    def line(self) -> str:
+        per = sorted(self.minutes.values())
+        p50 = statistics.median(per)
+        p99 = per[min(len(per) - 1, round(0.99 * (len(per) - 1)))]
+        cells = " ".join(f"m{m}={s:.2f}" for m, s in sorted(self.minutes.items()))
+        unit = f"{self.rate_limit_ms} ms" if self.rate_limit_ms else "ccxt's 50 ms"
+        return (
+            f"N={self.symbols:<3} broker rate unit {unit}: per minute p50 {p50:.2f}s p99 {p99:.2f}s "
+            f"max {max(per):.2f}s [{cells}]; start-up {self.startup_s:.2f}s; opened {self.opened}, closed "
+            f"{dict(self.closed)}; {self.requests} requests, {self.placements} orders; errors {len(self.errors)}"
+        )
+
+
+def run_load(n: int, workdir: Path, *, rate_limit_ms: int | None = None) -> LoadResult:
+    """One live run of ``n`` symbols (see the module docstring). Changes the working directory and the
+    BINANCE_API_* environment for the run and restores both; btkit's process state is left to the caller
+    (``btkit.testing.reset_btkit``)."""
+    import btkit
+    from btkit.engine import live
+    from btkit_binance_futures.testing import FakeBinanceFutures
+
+    saved_env = {k: os.environ.get(k) for k in ("BINANCE_API_KEY", "BINANCE_API_SECRET")}
+    saved_cwd = Path.cwd()
+    started = time.perf_counter()
+    with FakeBinanceFutures(symbols=[], extra_symbols=n, balance="100000") as fake:
+        symbols = list(fake.symbols)
+        for s in symbols:
+            fake.set_klines(s, "1m", rows(base_price(s)))
+        os.environ["BINANCE_API_KEY"], os.environ["BINANCE_API_SECRET"] = fake.api_key, fake.api_secret
+        try:
+            os.chdir(workdir)
+            write_btkit_toml(workdir, fake.url)
+            live.SETTINGS.broker = "binance-futures"
+            live.SETTINGS.broker_options = broker_options(fake.url, rate_limit_ms=rate_limit_ms)
+            btkit.use_persistence("file", root=str(workdir / "dump"))
+            btkit.add_strategy(STRATEGY, get_signal, interval="1m")
+            opened: list[str] = []
+            closed: Counter[str] = Counter()
+            errors: list[str] = []
+
+            def on_result(result: Any) -> None:
+                if result.action == "opened":
+                    opened.append(result.symbol)
+                elif result.action == "closed":
+                    closed[result.close_reason] += 1
+
+            btkit.listen_signal_live(on_result)
+            btkit.listen_error(lambda event: errors.append(str(event)))
+
+            def before_minute(when: int) -> None:  # the fake's mark follows the replay
+                index = (when - T0) // MINUTE_MS - 1
+                for s in symbols:
+                    fake.set_price(f"{close_of(base_price(s), index):.3f}", s)
+
+            clock = SteppedReplayClock(T0, end=T0 + LAST_MINUTE * MINUTE_MS, before_minute=before_minute)
+            launched = time.perf_counter()
+            handles = [
+                btkit.Live.background(s, strategy=STRATEGY, exchange="binance-futures", clock=clock)
+                for s in symbols
+            ]
+            for h in handles:
+                if not h.join(600):
+                    raise RuntimeError(f"{h.instance.symbol} did not finish within 600 s")
+            btkit.Live.shutdown()
+            errors.extend(f"{h.instance.symbol}: {h.error}" for h in handles if h.error is not None)
+            first = min(clock.handed.values())
+            placed = Counter(o.client_id for o in fake.orders_log)
+            return LoadResult(
+                symbols=n,
+                rate_limit_ms=rate_limit_ms,
+                startup_s=first - launched,
+                minutes={(m - T0) // MINUTE_MS: s for m, s in clock.durations().items()},
+                opened=len(opened),
+                closed=closed,
+                errors=tuple(errors),
+                requests=len(fake.requests),
+                placements=sum(placed.values()),
+                max_per_client_id=max(placed.values(), default=0),
+                positions_left=sum(1 for s in symbols if fake.position(s) != 0),
+                wall_s=time.perf_counter() - started,
+            )
+        finally:
+            os.chdir(saved_cwd)
+            for key, value in saved_env.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--symbols", default="10,50", help="comma-separated symbol counts (default 10,50)")
+    parser.add_argument("--rate-limit-ms", type=int, help="the broker's ccxt rateLimit (default: ccxt's)")
+    args = parser.parse_args()
+    from btkit.testing import reset_btkit
+
+    for n in (int(x) for x in args.symbols.split(",")):
+        reset_btkit()
+        with tempfile.TemporaryDirectory() as tmp:
+            result = run_load(n, Path(tmp), rate_limit_ms=args.rate_limit_ms)
+        reset_btkit()
+        print(result.line(), flush=True)
+        for line in result.errors[:5]:
+            print(f"  error: {line}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
