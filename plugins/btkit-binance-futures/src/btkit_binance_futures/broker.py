@@ -1122,12 +1122,17 @@ class BinanceFuturesBroker:
         return True
 
     async def on_active_check(self, p: Any) -> bool:
-        """Confirm the position still exists (``OrderDeletedError`` when it is gone); with
-        ``repair_protection`` re-place a missing SL/TP from the payload's prices."""
+        """Confirm the position still exists (``OrderDeletedError`` when it is gone, after cancelling the
+        bot's protective orders still on the book); with ``repair_protection`` re-place a missing SL/TP
+        from the payload's prices."""
         client, symbol = await self._ready(p.symbol)
         async with self._lock(symbol):
             qty = await self._position_qty(symbol, p.position)
             if qty == 0:
+                # when the take-profit filled, the stop-loss is still there (and vice versa): a reduce-only
+                # order left behind would cut into the next position on this symbol. A failure to cancel
+                # it is transient: the check is retried next tick.
+                await self._cancel_protection(symbol, p.position)
                 raise OrderDeletedError(
                     f"{symbol}: the {p.position} position is gone on Binance (stop/take-profit hit, liquidated "
                     "or closed by hand)"
