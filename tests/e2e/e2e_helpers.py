@@ -48,20 +48,28 @@ def minute(index: int) -> int:
     return T0 + index * MINUTE_MS
 
 
-def candle(index: int) -> tuple[float, float, float, float, float]:
+Bar = tuple[float, float, float, float, float]
+
+
+def candle(index: int, overrides: dict[int, Bar] | None = None) -> Bar:
+    if overrides and index in overrides:
+        return overrides[index]
     if index in MOVES:
         return MOVES[index]
     return AFTER if index > SPIKE_MINUTE else FLAT
 
 
-def script_rows(last_index: int = LAST_MINUTE + 5) -> list[list[Any]]:
-    """Binance-style kline rows ``[open_ms, "o", "h", "l", "c", "v"]`` from T0 − HISTORY minutes."""
-    return [[minute(i), *(f"{x:.2f}" for x in candle(i))] for i in range(-HISTORY, last_index + 1)]
+def script_rows(
+    last_index: int = LAST_MINUTE + 5, overrides: dict[int, Bar] | None = None
+) -> list[list[Any]]:
+    """Binance-style kline rows ``[open_ms, "o", "h", "l", "c", "v"]`` from T0 − HISTORY minutes
+    (``overrides``: other bars for some minutes)."""
+    return [[minute(i), *(f"{x:.2f}" for x in candle(i, overrides))] for i in range(-HISTORY, last_index + 1)]
 
 
-def mark_before(when: int) -> float:
+def mark_before(when: int, overrides: dict[int, Bar] | None = None) -> float:
     """The fake's mark price while the engine ticks ``when``: the close of the candle before it."""
-    return candle((when - T0) // MINUTE_MS - 1)[3]
+    return candle((when - T0) // MINUTE_MS - 1, overrides)[3]
 
 
 def get_signal(symbol: str, when: Any, current_price: float) -> dict[str, Any] | None:

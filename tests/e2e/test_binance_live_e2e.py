@@ -124,6 +124,40 @@ def test_signal_entry_protection_take_profit_close_and_report(
     assert report.is_file() and "take_profit" in text and SYMBOL in text
 
 
+def test_the_exchange_take_profit_fires_first_the_engine_closes_and_nothing_stays_on_the_book(
+    binance_keys: FakeBinanceFutures, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The price runs through the take-profit within a minute: Binance's TAKE_PROFIT_MARKET fills before
+    the engine's (lagging) VWAP gets there. The engine's next check finds the position gone and closes
+    the signal (reason ``closed``); the bot's stop-loss must not be left behind on the book, where it
+    would later cut into the next position on the symbol."""
+    fake = binance_keys
+    through = {SPIKE_MINUTE: (50_600.0, 51_150.0, 50_590.0, 51_100.0, 10.0)}  # closes above the target
+    fake.set_klines(SYMBOL, "1m", script_rows(overrides=through))
+    configure(fake, tmp_path, monkeypatch)
+
+    clock = SteppedReplayClock(
+        T0,
+        end=minute(LAST_MINUTE),
+        before_minute=lambda when: fake.set_price(mark_before(when, through), SYMBOL),
+    )
+    results = list(btkit.Live.run(SYMBOL, strategy=STRATEGY, exchange=EXCHANGE, clock=clock))
+
+    assert [type(r) for r in results] == [Opened, Closed]
+    closed = results[1]
+    assert isinstance(closed, Closed) and closed.close_reason == "closed"
+    assert closed.timestamp == minute(SPIKE_MINUTE + 1)
+    assert [(o.type, o.client_id.startswith("btk")) for o in fake.orders_log] == [
+        ("LIMIT", True),
+        ("STOP_MARKET", True),
+        ("TAKE_PROFIT_MARKET", True),
+    ]
+    take = next(a for a in fake.algo_orders() if a["orderType"] == "TAKE_PROFIT_MARKET")
+    assert take["algoStatus"] == "FINISHED"  # Binance's take-profit closed the position
+    assert fake.position(SYMBOL) == 0
+    assert fake.algo_orders(open_only=True) == []  # the stop-loss went with it
+
+
 @pytest.mark.xfail(
     strict=True,
     reason="a sync strategy cannot read candles from an async exchange in live mode: market._drive_inline "
