@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import select
+import signal
 import sys
 import threading
 from datetime import datetime
@@ -75,13 +76,24 @@ def get_signal(symbol: str, when: datetime, current_price: float) -> dict[str, A
     return signal
 
 
-class LoggingPaperBroker:
-    """Confirms every action like the paper broker, after logging it durably."""
+#: symbols whose bucket is recorded for a minute get_signal answers with a signal, not yet persisted as
+#: an intent (see kill_before_write)
+DECIDING: set[str] = set()
 
-    def __init__(self, path: str) -> None:
+
+class LoggingPaperBroker:
+    """Confirms every action like the paper broker, after logging it durably. With ``kill_at`` the
+    process kills itself when the broker is called for the ``kill_at``-th time (before it answers)."""
+
+    def __init__(self, path: str, kill_at: int | None = None) -> None:
         self.path = path
+        self.kill_at = kill_at
+        self.count = 0
 
     def _log(self, method: str, p: Any) -> bool:
+        self.count += 1
+        if self.count == self.kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
         append_line(self.path, {
             "pid": os.getpid(), "method": method, "client_order_id": p.client_order_id,
             "signal_id": p.signal_id, "symbol": p.symbol, "attempt": p.attempt, "when": p.when,
@@ -98,9 +110,54 @@ class LoggingPaperBroker:
         return self._log("cancel", p)
 
 
+def kill_before_write(number: int) -> dict[str, Any]:
+    """SIGKILL this process just before the ``number``-th state document write or delete.
+
+    The one exception: while a symbol's get_signal has answered with a signal that is not yet persisted
+    as an intent, a crash loses that bucket's signal by design (the bucket is recorded before get_signal
+    is called, 10-lifecycle.md §3) — the kill moves to the first write after that window.
+    """
+    from btkit.persist.file import FileBackend
+
+    count = {"n": 0, "armed": False}
+    real_replace, real_delete = FileBackend._replace, FileBackend._delete
+
+    def first_intent(change: Any) -> bool:
+        intent = (change.document or {}).get("intent") if change.domain == "strategy" else None
+        return bool(intent) and intent["action"] in ("open", "schedule") and intent["attempt"] == 0
+
+    def before(change: Any) -> None:
+        count["n"] += 1
+        if count["n"] == number:
+            count["armed"] = True
+        if count["armed"] and not DECIDING:
+            os.kill(os.getpid(), signal.SIGKILL)
+        doc, symbol = change.document or {}, change.key[-1]
+        if first_intent(change):
+            DECIDING.discard(symbol)
+        elif change.domain == "strategy" and doc.get("intent") is None and doc.get("last_bucket") is not None:
+            bucket = doc["last_bucket"]
+            if bucket == doc.get("last_tick") and (bucket // 60_000) % EVERY_MINUTES == 0:
+                DECIDING.add(symbol)  # this minute's get_signal answers with a signal
+
+    def replace(self: Any, change: Any, path: Any, data: bytes) -> None:
+        before(change)
+        real_replace(self, change, path, data)
+
+    def delete(self: Any, change: Any, path: Any) -> None:
+        before(change)
+        real_delete(self, change, path)
+
+    FileBackend._replace = replace  # type: ignore[method-assign]
+    FileBackend._delete = delete  # type: ignore[method-assign]
+    return count
+
+
 def run(options: dict[str, Any]) -> int:
     import btkit
     from btkit.engine import live
+
+    writes = kill_before_write(int(options["kill_before_write"])) if options.get("kill_before_write") else None
 
     dump_dir, log_dir = options["dump_dir"], options["log_dir"]
     start = int(options.get("start", START_MS))
@@ -112,7 +169,7 @@ def run(options: dict[str, Any]) -> int:
     btkit.set_config(**ENGINE_CONFIG)
     btkit.use_persistence("file", root=dump_dir)
     btkit.add_strategy(STRATEGY, get_signal, interval="1m")
-    btkit.Broker.use_adapter(LoggingPaperBroker(broker_log))
+    btkit.Broker.use_adapter(LoggingPaperBroker(broker_log, options.get("kill_in_broker_call")))
     btkit.Broker.enable()
 
     def acknowledge(result: Any) -> None:
@@ -133,6 +190,8 @@ def run(options: dict[str, Any]) -> int:
     for h in handles:
         h.join()
     live.Live.shutdown()
+    if writes is not None:  # the run was not killed: say how many writes it made
+        append_line(os.path.join(log_dir, "writes.jsonl"), {"writes": writes["n"]})
     for line in errors:
         print(f"error: {line}", file=sys.stderr)
     failed = [h for h in handles if h.error is not None]
