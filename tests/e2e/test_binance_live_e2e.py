@@ -158,11 +158,6 @@ def test_the_exchange_take_profit_fires_first_the_engine_closes_and_nothing_stay
     assert fake.algo_orders(open_only=True) == []  # the stop-loss went with it
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a sync strategy cannot read candles from an async exchange in live mode: market._drive_inline "
-    "runs the ccxt coroutine outside a loop, get_running_loop() raises 'no running event loop' (reported)",
-)
 def test_a_sync_strategy_reads_candles_from_the_ccxt_exchange_in_live_mode(
     fake_binance: FakeBinanceFutures, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from btkit.errors import BtkitError, ConfigError, CorruptStateError, StateLockedError
+from btkit.secrets import mask
 
 DEMO = {"strategy": "smacross", "exchange": "sim", "symbols": ["BTCUSDT"], "timerange": "20240101-20240301"}
 EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED, EXIT_CORRUPT = 1, 2, 3, 4
@@ -255,13 +256,13 @@ def cmd_live(args: argparse.Namespace, *, paper: bool) -> int:
                 extra = f" {result.close_reason} pnl {result.pnl.pnl_percentage:+.2f}%"
             elif result.action == "cancelled":
                 extra = f" {result.reason}"
-            print(f"{when} {result.symbol} {result.action} @ {result.current_price:.8g}{extra}", flush=True)
+            print(mask(f"{when} {result.symbol} {result.action} @ {result.current_price:.8g}{extra}"), flush=True)
 
     def show_risk(rejection: Any) -> None:
-        print(f"risk {rejection.risk_name} rejected {rejection.symbol}: {rejection.note}", flush=True)
+        print(mask(f"risk {rejection.risk_name} rejected {rejection.symbol}: {rejection.note}"), flush=True)
 
     def show_error(event: Any) -> None:
-        print(f"error: {event}", file=sys.stderr, flush=True)
+        print(mask(f"error: {event}"), file=sys.stderr, flush=True)
 
     btkit.listen_signal_live(show)
     btkit.listen_risk(show_risk)
@@ -569,15 +570,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         code, exc_out = EXIT_FAILED, exc
         if not debug:
             print(
-                f"btkit: error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
+                mask(f"btkit: error: {type(exc).__name__}: {exc} (run with --debug for the traceback)"),
                 file=sys.stderr,
             )
             return code
     if debug:
         import traceback
 
-        traceback.print_exception(exc_out)
-    print(f"btkit: error: {exc_out}", file=sys.stderr)
+        print(mask("".join(traceback.format_exception(exc_out))), file=sys.stderr)
+    print(mask(f"btkit: error: {exc_out}"), file=sys.stderr)
     return code
 
 

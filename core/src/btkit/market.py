@@ -83,7 +83,12 @@ class Market:
         tries = self.cfg.get_candles_retry_count
         for attempt in range(1, tries + 1):
             try:
-                out = self.spec.get_candles(symbol, interval, ms_to_datetime(since), limit)
+                fetch = self.spec.get_candles
+                since_dt = ms_to_datetime(since)
+                if self.backtest or inspect.iscoroutinefunction(fetch):
+                    out = fetch(symbol, interval, since_dt, limit)
+                else:  # live: a slow synchronous exchange must not hold up the other symbols' ticks
+                    out = await asyncio.to_thread(fetch, symbol, interval, since_dt, limit)
                 if inspect.isawaitable(out):
                     out = await out
                 arr = ca.to_array(out if out is not None else [])
@@ -252,6 +257,10 @@ def _drive_inline(coro: Any) -> Any:
         coro.send(None)
     except StopIteration as done:
         return done.value
+    except RuntimeError as exc:  # it asked for the running loop (to_thread, an async client) before suspending
+        if "event loop" not in str(exc):
+            raise
+        raise _NeedsLoop from None
     coro.close()
     raise _NeedsLoop
 

@@ -43,6 +43,8 @@ class MaskingFilter(logging.Filter):
         masked = mask(message, secrets)
         if masked != message or record.args:
             record.msg, record.args = masked, None
+        if record.exc_info and not record.exc_text:  # format the traceback now, so it can be masked
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
             record.exc_text = mask(record.exc_text, secrets)
         return True
