@@ -298,7 +298,10 @@ def cmd_live(args: argparse.Namespace, *, paper: bool) -> int:
         pass
     failed = [h for h in handles if h.error is not None]
     dump_dir = Path(args.dump_dir or "./dump") / "live"
+    never_started = {h.instance.symbol for h in failed if not h.event_list}
     for sym in symbols:
+        if sym in never_started:  # refused before its first tick: no report to write
+            continue
         stats = btkit.Live.get_data(sym, strategy=strategy, exchange=exchange)
         path = btkit.Live.dump(sym, strategy=strategy, exchange=exchange, path=dump_dir)
         print(f"{sym}: {stats.total_signals} closed, total pnl {_fmt(stats.total_pnl, '%')}; report: {path}")
@@ -308,8 +311,8 @@ def cmd_live(args: argparse.Namespace, *, paper: bool) -> int:
                 f"{sym}: {len(rejected)} signal(s) rejected by risk (see the report's Risk rejections section)"
             )
     live.Live.shutdown()
-    for h in failed:
-        if isinstance(h.error, CorruptStateError):
+    for h in failed:  # the first btkit error decides the exit code and the one-line message
+        if isinstance(h.error, BtkitError):
             raise h.error
     return EXIT_FAILED if failed else 0
 
