@@ -205,3 +205,14 @@ def test_engine_config_records_are_immutable() -> None:
     cfg = EngineConfig()
     with pytest.raises(AttributeError):
         cfg.percent_fee = 1.0  # type: ignore[misc]
+
+
+def test_btkit_config_env_names_the_file_plugins_read(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from btkit.config import load_settings
+
+    cfg = tmp_path / "elsewhere.toml"
+    cfg.write_text('[exchange."ccxt:binance"]\napi_base_url = "http://127.0.0.1:9"\n')
+    monkeypatch.chdir(tmp_path)
+    assert load_settings(environ={}).get("exchange") is None  # no ./btkit.toml here
+    got = load_settings(environ={"BTKIT_CONFIG": str(cfg)})
+    assert got["exchange"]["ccxt:binance"]["api_base_url"] == "http://127.0.0.1:9"

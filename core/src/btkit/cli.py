@@ -64,6 +64,8 @@ def _options(pairs: Sequence[str] | None) -> dict[str, Any]:
 def _settings(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     from btkit.config import load_settings, set_config
 
+    if args.config:  # plugins that read their own [exchange.<name>] tables read this file too
+        os.environ["BTKIT_CONFIG"] = str(Path(args.config).resolve())
     settings = load_settings(args.config)
     if settings.get("engine"):
         set_config(**settings["engine"])

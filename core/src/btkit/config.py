@@ -187,12 +187,16 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
 def load_settings(
     path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
 ) -> dict[str, dict[str, Any]]:
-    """Read ``btkit.toml`` (if given or present) and apply ``BTKIT__SECTION__KEY`` overrides.
+    """Read ``btkit.toml`` (``path``, else ``$BTKIT_CONFIG``, else ``./btkit.toml`` when present) and apply
+    ``BTKIT__SECTION__KEY`` overrides.
 
     Returns ``{section: {key: value}}``; the ``[engine]`` section is validated here (an invalid constant
     raises :class:`ConfigError` naming the key).
     """
     settings: dict[str, dict[str, Any]] = {}
+    env = os.environ if environ is None else environ
+    if path is None and env.get("BTKIT_CONFIG"):  # set by `btkit --config`, so plugins read the same file
+        path = env["BTKIT_CONFIG"]
     file = Path(path) if path is not None else Path("btkit.toml")
     if path is not None and not file.is_file():
         raise ConfigError(f"config file {file} not found; pass an existing --config path")
