@@ -74,12 +74,16 @@ def test_path_like_names_stay_inside_the_dump_directory_and_read_back(tmp_path: 
 
 @pytest.mark.parametrize("bad", ["nul\x00byte", "y" * (MAX_PART_CHARS + 1), ""], ids=["nul", "long", "empty"])
 def test_unstorable_names_are_rejected_loudly_and_write_nothing(tmp_path: Path, bad: str) -> None:
-    handles, errors, events = run_names(tmp_path, [bad, "BTCUSDT"])
-    assert not [e for e in events if e.symbol == bad]  # never traded without persistence
-    mine = [e for e in errors if isinstance(e.error, PersistenceError)]
-    assert len(mine) == 21 and handles[bad].error is None  # reported on every minute, never silenced
-    assert all(("NUL" in str(e) or "characters" in str(e) or "non-empty" in str(e)) for e in mine)
-    # the good symbol traded; the bad name created nothing anywhere
+    btkit.use_persistence("file", root=str(tmp_path / "dump"))
+    btkit.add_strategy(STRATEGY, get_signal)
+    clock = btkit.ReplayClock(START, end=START + 20 * M)
+    with pytest.raises(PersistenceError) as info:  # refused when the run starts, not once a minute
+        btkit.Live.background(bad, strategy=STRATEGY, exchange="sim", clock=clock)
+    assert "NUL" in str(info.value) or "characters" in str(info.value) or "non-empty" in str(info.value)
+    assert not (tmp_path / "dump").exists()  # nothing was created for it
+    # the same process then trades a good symbol normally
+    handles, errors, events = run_names(tmp_path, ["BTCUSDT"])
+    assert errors == [] and handles["BTCUSDT"].error is None
     assert any(isinstance(e, btkit.Closed) and e.symbol == "BTCUSDT" for e in events)
     dump = tmp_path / "dump"
     files = sorted(str(p.relative_to(dump)) for p in dump.rglob("*.json") if p.parent.name != "risk")

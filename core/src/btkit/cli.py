@@ -472,7 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--dump-dir", help="where reports (and live state) go (default: ./dump)")
         sp.add_argument("--offline", action="store_true", help="read candles from the local candle store")
         sp.add_argument("--data-dir", help="candle store directory (default: ./data)")
-        sp.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+        sp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
     bt = sub.add_parser("backtest", help="run a backtest (no options: the offline demo)")
     common(bt)
@@ -498,7 +498,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.set_defaults(func=lambda a, paper=paper: cmd_live(a, paper=paper), broker=None)
 
     pl = sub.add_parser("plugins", help="installed plugins and what they offer")
-    pl.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    pl.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     pl.set_defaults(func=cmd_plugins)
 
     rp = sub.add_parser("report", help="render reports from live state")
@@ -507,7 +507,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--persistence")
     rp.add_argument("--persistence-option", action="append")
     rp.add_argument("--out", help="output directory (default: <dump-dir>/live)")
-    rp.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    rp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     rp.set_defaults(func=cmd_report)
 
     data = sub.add_parser("data", help="the local candle store")
@@ -526,7 +526,7 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--interval", default="1m")
     imp.add_argument("--data-dir")
     for sp in (dl, imp):
-        sp.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+        sp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     data.set_defaults(func=cmd_data)
 
     ps = sub.add_parser("persistence", help="persistence backends")
@@ -536,13 +536,13 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--to", dest="target", required=True)
     cp.add_argument("--from-option", action="append", help="source backend option key=value")
     cp.add_argument("--to-option", action="append", help="target backend option key=value")
-    cp.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    cp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     fg = psub.add_parser("forget", help="delete the live state of one strategy on one symbol (bot stopped)")
     fg.add_argument("--backend", default="file")
     fg.add_argument("--option", action="append", help="backend option key=value (file: root=./dump)")
     fg.add_argument("--strategy", required=True)
     fg.add_argument("--symbol", required=True)
-    fg.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    fg.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     ps.set_defaults(func=cmd_persistence)
     return p
 

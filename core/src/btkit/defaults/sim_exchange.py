@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 
 import numpy as np
+
 from btkit.candles import CLOSE, HIGH, LOW, OPEN, TS, VOLUME, empty, resample
 from btkit.components import INTERVAL_MS, ExchangeSpec, interval_ms
 from btkit.errors import CandleDataError

@@ -418,6 +418,9 @@ class Live:
 
     @staticmethod
     def _start(symbol: str, strategy: str, exchange: str, clock: Any, sink: Any) -> LiveHandle:
+        from btkit.persist.keys import encode_key
+
+        encode_key((strategy, symbol))  # a name that cannot be stored is refused now, not every minute
         with _session_lock:  # the session cannot close between joining it and registering the handle
             sess = session()
             clock = clock if clock is not None else WallClock()

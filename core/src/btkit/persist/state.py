@@ -148,11 +148,22 @@ class BackendStore:
         return list(doc.positions) if doc else []
 
     def save(self, changes: Sequence[Change]) -> None:
-        if self.signal_adapters is not None:
-            routed = [c for c in changes if c.domain == "signal"]
-            changes = [c for c in changes if c.domain != "signal"]
-            for c in routed:  # the position first: it is what must never be lost
-                self.signal_adapters.write(c.key, None if c.document is None else c.document.get("row"))
+        if self.signal_adapters is None:
+            self._write(changes)
+            return
+        # the signal document goes to the in-code adapter at its place in the batch: the engine orders
+        # batches so that a crash between any two documents is recoverable (e.g. history before a close)
+        segment: list[Change] = []
+        for c in changes:
+            if c.domain != "signal":
+                segment.append(c)
+                continue
+            self._write(segment)
+            segment = []
+            self.signal_adapters.write(c.key, None if c.document is None else c.document.get("row"))
+        self._write(segment)
+
+    def _write(self, changes: Sequence[Change]) -> None:
         if not changes:
             return
         try:
