@@ -34,11 +34,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         totals = crash_loop(Path(tmp), args.rounds, args.seed, max_delay=args.max_delay)
     took = time.monotonic() - started
-    print(f"crash loop, seed {args.seed}: {totals['kills']} SIGKILLs, {totals['epochs_completed']} replays run "
-          f"to their end, {totals['closed']} trades re-derived from the candles, "
-          f"{totals['broker_open_retries']} open / {totals['broker_close_retries']} close broker calls "
-          f"retried with the same client order id after a kill, {totals['temp_files_left']} orphan temp files "
-          f"cleaned on restart; 0 invariant violations; {took:.0f} s ({took / max(1, totals['kills']):.2f} s/kill)")
+    print(
+        f"crash loop, seed {args.seed}: {totals['kills']} SIGKILLs, {totals['epochs_completed']} replays run "
+        f"to their end, {totals['closed']} trades re-derived from the candles, "
+        f"{totals['broker_open_retries']} open / {totals['broker_close_retries']} close broker calls "
+        f"retried with the same client order id after a kill, {totals['temp_files_left']} orphan temp files "
+        f"cleaned on restart; 0 invariant violations; {took:.0f} s ({took / max(1, totals['kills']):.2f} s/kill)"
+    )
 
 
 if __name__ == "__main__":

@@ -67,7 +67,9 @@ def measure(n: int, minutes: int, exchange: str) -> list[float]:
         btkit.use_persistence("file", root=str(Path(tmp) / "dump"))
         btkit.add_strategy("bench", crash_child.get_signal, interval="1m")
         clock = TimedReplayClock(START, end=START + (minutes - 1) * MINUTE_MS)
-        handles = [btkit.Live.background(s, strategy="bench", exchange=exchange, clock=clock) for s in symbols]
+        handles = [
+            btkit.Live.background(s, strategy="bench", exchange=exchange, clock=clock) for s in symbols
+        ]
         for h in handles:
             h.join()
         errors = [h.error for h in handles if h.error is not None]
@@ -85,7 +87,9 @@ def main() -> None:
     parser.add_argument("--exchange", choices=("memory", "sim"), default="memory")
     args = parser.parse_args()
     print(f"exchange {args.exchange}, {args.minutes} replayed minutes, file persistence, paper broker")
-    print(f"{'symbols':>8} {'median minute':>14} {'worst minute':>13} {'per symbol':>11}  within {BUDGET_S:g} s?")
+    print(
+        f"{'symbols':>8} {'median minute':>14} {'worst minute':>13} {'per symbol':>11}  within {BUDGET_S:g} s?"
+    )
     best = 0
     for n in (int(x) for x in args.symbols.split(",")):
         durations = measure(n, args.minutes, args.exchange)

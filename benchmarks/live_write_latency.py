@@ -29,9 +29,19 @@ MINUTE_MS = 60_000
 
 def signal_document(i: int) -> dict:
     row = machine.build_row(
-        Signal(position="long", price_take_profit=41_000.0 + i, price_stop_loss=39_000.0, minute_estimated_time=60),
-        symbol="BTC/USDT:USDT", strategy_name="bench", exchange_name="binance", frame_name="",
-        when=1_706_745_600_000 + i * MINUTE_MS, current_price=40_000.0, cfg=EngineConfig(),
+        Signal(
+            position="long",
+            price_take_profit=41_000.0 + i,
+            price_stop_loss=39_000.0,
+            minute_estimated_time=60,
+        ),
+        symbol="BTC/USDT:USDT",
+        strategy_name="bench",
+        exchange_name="binance",
+        frame_name="",
+        when=1_706_745_600_000 + i * MINUTE_MS,
+        current_price=40_000.0,
+        cfg=EngineConfig(),
     )
     return serde.to_document({"row": serde.unstructure(row)})
 
@@ -39,8 +49,10 @@ def signal_document(i: int) -> dict:
 def percentiles(samples: list[float]) -> str:
     s = sorted(samples)
     pick = lambda q: s[min(len(s) - 1, int(q * len(s)))]  # noqa: E731
-    return (f"median {statistics.median(s):.2f} ms, p90 {pick(0.90):.2f} ms, p99 {pick(0.99):.2f} ms, "
-            f"max {s[-1]:.2f} ms")
+    return (
+        f"median {statistics.median(s):.2f} ms, p90 {pick(0.90):.2f} ms, p99 {pick(0.99):.2f} ms, "
+        f"max {s[-1]:.2f} ms"
+    )
 
 
 def main() -> None:
@@ -61,12 +73,20 @@ def main() -> None:
             single.append((time.perf_counter() - t0) * 1000)
         batch: list[float] = []
         for i, doc in enumerate(docs):
-            strategy = serde.to_document(serde.unstructure(StrategyState(last_bucket=i * MINUTE_MS, last_tick=i)))
+            strategy = serde.to_document(
+                serde.unstructure(StrategyState(last_bucket=i * MINUTE_MS, last_tick=i))
+            )
             levels = serde.to_document(serde.unstructure(Levels(signal_id=str(i))))
             risk = {"schema_version": 1, "positions": []}
             t0 = time.perf_counter()
-            backend.write([Change("signal", key, doc), Change("strategy", key, strategy),
-                           Change("levels", key, levels), Change("risk", ("*",), risk)])
+            backend.write(
+                [
+                    Change("signal", key, doc),
+                    Change("strategy", key, strategy),
+                    Change("levels", key, levels),
+                    Change("risk", ("*",), risk),
+                ]
+            )
             batch.append((time.perf_counter() - t0) * 1000)
         backend.close()
         fs = os.statvfs(tmp)

@@ -69,11 +69,23 @@ def run_backtest(
 
 
 def long(tp: float = 110.0, sl: float = 90.0, **kw: Any) -> dict[str, Any]:
-    return {"position": "long", "price_take_profit": tp, "price_stop_loss": sl, "minute_estimated_time": 600, **kw}
+    return {
+        "position": "long",
+        "price_take_profit": tp,
+        "price_stop_loss": sl,
+        "minute_estimated_time": 600,
+        **kw,
+    }
 
 
 def short(tp: float = 90.0, sl: float = 110.0, **kw: Any) -> dict[str, Any]:
-    return {"position": "short", "price_take_profit": tp, "price_stop_loss": sl, "minute_estimated_time": 600, **kw}
+    return {
+        "position": "short",
+        "price_take_profit": tp,
+        "price_stop_loss": sl,
+        "minute_estimated_time": 600,
+        **kw,
+    }
 
 
 def closes(results: list[Any]) -> list[Any]:
@@ -90,12 +102,24 @@ def row_of(closed: Any) -> SignalRow:
     """The position as the pnl math sees it, rebuilt from the closed result's view."""
     v = closed.signal
     return SignalRow(
-        id=v.id, symbol=closed.symbol, strategy_name=closed.strategy_name, exchange_name=closed.exchange_name,
-        frame_name=closed.frame_name, position=v.position, price_open=v.original_price_open,
-        price_take_profit=v.original_price_take_profit, price_stop_loss=v.original_price_stop_loss,
-        minute_estimated_time=v.minute_estimated_time, cost=v.entries[0].cost, note=v.note,
-        scheduled_at=v.scheduled_at, pending_at=v.pending_at, multiplier=v.multiplier, isolated=v.isolated,
-        entries=v.entries, partials=v.partials,
+        id=v.id,
+        symbol=closed.symbol,
+        strategy_name=closed.strategy_name,
+        exchange_name=closed.exchange_name,
+        frame_name=closed.frame_name,
+        position=v.position,
+        price_open=v.original_price_open,
+        price_take_profit=v.original_price_take_profit,
+        price_stop_loss=v.original_price_stop_loss,
+        minute_estimated_time=v.minute_estimated_time,
+        cost=v.entries[0].cost,
+        note=v.note,
+        scheduled_at=v.scheduled_at,
+        pending_at=v.pending_at,
+        multiplier=v.multiplier,
+        isolated=v.isolated,
+        entries=v.entries,
+        partials=v.partials,
     )
 
 
@@ -155,8 +179,9 @@ def test_dca_partial_and_trailing_stop_in_one_backtest() -> None:
     assert v.original_price_stop_loss == 85.0
     # pnl: the pnl module over the same entries and partials (weights 0.3 at the partial price, 0.7 at SL)
     cfg = btkit.get_config()
-    expected = pnl_math.position_pnl(row_of(closed), closed.pnl.price_close, slippage_pct=cfg.percent_slippage,
-                                     fee_pct=cfg.percent_fee)
+    expected = pnl_math.position_pnl(
+        row_of(closed), closed.pnl.price_close, slippage_pct=cfg.percent_slippage, fee_pct=cfg.percent_fee
+    )
     assert closed.pnl == expected
     assert closed.pnl.pnl_entries == 200.0
     assert closed.pnl.pnl_percentage > 0
@@ -182,8 +207,9 @@ def test_full_partial_closes_on_the_next_tick_with_reason_closed() -> None:
     assert [p.percent for p in v.partials] == [100.0]
     # all of it went out at the partial's price: the §1 formula at that price
     cfg = btkit.get_config()
-    expected = pnl_math.simple_pnl_percent("long", 100.0, v.partials[0].current_price,
-                                           slippage_pct=cfg.percent_slippage, fee_pct=cfg.percent_fee)
+    expected = pnl_math.simple_pnl_percent(
+        "long", 100.0, v.partials[0].current_price, slippage_pct=cfg.percent_slippage, fee_pct=cfg.percent_fee
+    )
     assert closed.pnl.pnl_percentage == pytest.approx(expected, abs=1e-12)
 
 
@@ -211,8 +237,15 @@ def test_rejected_commands_return_false_and_change_nothing() -> None:
     on_ping(manage)
     results, errors = run_backtest(prices, {10: long(tp=110.0, sl=90.0)})
     closed = only_close(results, errors)
-    assert set(answers) == {"partial profit in loss", "average up", "breakeven in loss", "partial loss in profit",
-                            "partial over 100", "partial zero", "trailing through price"}
+    assert set(answers) == {
+        "partial profit in loss",
+        "average up",
+        "breakeven in loss",
+        "partial loss in profit",
+        "partial over 100",
+        "partial zero",
+        "trailing through price",
+    }
     assert all(ok is False for oks in answers.values() for ok in oks), answers
     v = closed.signal
     assert len(v.entries) == 1 and v.partials == ()
@@ -248,8 +281,10 @@ def test_commands_queued_in_one_tick_see_each_other() -> None:
             # the second buy at the same price is not below the (queued) lowest entry any more
             answers["dca"] = [commands.commit_average_buy(p.symbol), commands.commit_average_buy(p.symbol)]
         if p.current_price > 101 and not p.signal.partials and not answers["partial"]:
-            answers["partial"] = [commands.commit_partial_profit(p.symbol, 50),
-                                  commands.commit_partial_profit(p.symbol, 50)]
+            answers["partial"] = [
+                commands.commit_partial_profit(p.symbol, 50),
+                commands.commit_partial_profit(p.symbol, 50),
+            ]
             # queries show the position as it is now: the partials apply when the listener returns
             assert commands.get_total_percent_closed(p.symbol) == 0.0
 
@@ -277,13 +312,15 @@ def test_commands_without_an_open_position_return_false() -> None:
 
     def idle(p: Any) -> None:
         if not seen:
-            seen.extend([
-                commands.commit_partial_profit(p.symbol, 10),
-                commands.commit_average_buy(p.symbol),
-                commands.commit_trailing_stop(p.symbol, -1),
-                commands.commit_trailing_take(p.symbol, -1),
-                commands.commit_breakeven(p.symbol),
-            ])
+            seen.extend(
+                [
+                    commands.commit_partial_profit(p.symbol, 10),
+                    commands.commit_average_buy(p.symbol),
+                    commands.commit_trailing_stop(p.symbol, -1),
+                    commands.commit_trailing_take(p.symbol, -1),
+                    commands.commit_breakeven(p.symbol),
+                ]
+            )
 
     with_context: list[Any] = []
     btkit.listen_idle_ping(idle)
@@ -355,13 +392,16 @@ def test_liquidation_closes_at_exactly_the_liquidation_price(side: str, liq: flo
     # 10× from 100: the price walks 3 % against the position (SL 15 % away never matters)
     far = 85.0 if side == "long" else 115.0
     prices = path([(0, 100), (10, 100), (40, far)], 80)
-    sig = (long(tp=120.0, sl=85.0, multiplier=10) if side == "long"
-           else short(tp=80.0, sl=115.0, multiplier=10))
+    sig = (
+        long(tp=120.0, sl=85.0, multiplier=10) if side == "long" else short(tp=80.0, sl=115.0, multiplier=10)
+    )
     results, errors = run_backtest(prices, {10: sig})
     closed = only_close(results, errors)
     assert closed.close_reason == "liquidation"
     cfg = btkit.get_config()
-    exact = pnl_math.liquidation_price(row_of(closed), slippage_pct=cfg.percent_slippage, fee_pct=cfg.percent_fee)
+    exact = pnl_math.liquidation_price(
+        row_of(closed), slippage_pct=cfg.percent_slippage, fee_pct=cfg.percent_fee
+    )
     assert closed.pnl.price_close == exact
     assert exact == pytest.approx(liq, abs=5e-9)
     assert closed.pnl.pnl_percentage == pytest.approx(-100.0, abs=1e-9)
@@ -403,9 +443,22 @@ def test_dca_moves_the_liquidation_price() -> None:
 
 def test_view_of_a_managed_row_shows_effective_and_original_prices() -> None:
     row = SignalRow(
-        id="a", symbol="TST", strategy_name="s", exchange_name="x", frame_name="", position="long",
-        price_open=100.0, price_take_profit=110.0, price_stop_loss=90.0, minute_estimated_time=60, cost=100.0,
-        note="", scheduled_at=T0, pending_at=T0, trailing_stop_loss=95.0, trailing_take_profit=107.0,
+        id="a",
+        symbol="TST",
+        strategy_name="s",
+        exchange_name="x",
+        frame_name="",
+        position="long",
+        price_open=100.0,
+        price_take_profit=110.0,
+        price_stop_loss=90.0,
+        minute_estimated_time=60,
+        cost=100.0,
+        note="",
+        scheduled_at=T0,
+        pending_at=T0,
+        trailing_stop_loss=95.0,
+        trailing_take_profit=107.0,
     )
     row = attrs.evolve(row, entries=(Entry(100.0, 100.0, T0), Entry(80.0, 100.0, T0 + M)))
     v = view_of(row)

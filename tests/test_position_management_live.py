@@ -23,7 +23,6 @@ import btkit
 from btkit import commands
 from btkit.broker_payloads import client_order_id
 from btkit.errors import OrderTransientError
-from btkit.testing import btkit_clean  # noqa: F401  (fixture)
 from btkit.testing.exchange import candles_from_prices, memory_exchange
 
 M = 60_000
@@ -34,11 +33,31 @@ START, END = 10, 330
 # long at 100 (TP 120, SL 85): down to 93 (two DCA buys), up to 106 (partials, breakeven, trailing),
 # back to 95 (the trailing stop closes it); short at 95 (TP 86, SL 104) from minute 200: up to 97.5
 # (partial loss), down to 92 (breakeven, trailing take), down to 88 (the trailed take-profit)
-WAYPOINTS = [(0, 100), (10, 100), (30, 94), (40, 93), (80, 106), (110, 95), (200, 95), (215, 97.5),
-             (240, 92), (270, 88)]
+WAYPOINTS = [
+    (0, 100),
+    (10, 100),
+    (30, 94),
+    (40, 93),
+    (80, 106),
+    (110, 95),
+    (200, 95),
+    (215, 97.5),
+    (240, 92),
+    (270, 88),
+]
 SIGNALS = {
-    START: {"position": "long", "price_take_profit": 120.0, "price_stop_loss": 85.0, "minute_estimated_time": 600},
-    200: {"position": "short", "price_take_profit": 86.0, "price_stop_loss": 104.0, "minute_estimated_time": 600},
+    START: {
+        "position": "long",
+        "price_take_profit": 120.0,
+        "price_stop_loss": 85.0,
+        "minute_estimated_time": 600,
+    },
+    200: {
+        "position": "short",
+        "price_take_profit": 86.0,
+        "price_stop_loss": 104.0,
+        "minute_estimated_time": 600,
+    },
 }
 
 
@@ -99,7 +118,7 @@ def manage(journal: Journal, p: Any) -> None:
 
 
 @pytest.fixture
-def journal(btkit_clean: None) -> Iterator[Journal]:  # noqa: F811
+def journal(btkit_clean: None) -> Iterator[Journal]:
     arr = candles_from_prices(T0, prices(), spread=0.0005)
     btkit.add_exchange("mem", memory_exchange("mem", {"TST": arr}).get_candles)
 
@@ -139,8 +158,17 @@ def summary(results: list[Any]) -> list[tuple[Any, ...]]:
     out = []
     for r in results:
         v = r.signal
-        base = (r.action, r.timestamp, r.current_price, v.position, v.price_open, v.price_take_profit,
-                v.price_stop_loss, v.entries, v.partials)
+        base = (
+            r.action,
+            r.timestamp,
+            r.current_price,
+            v.position,
+            v.price_open,
+            v.price_take_profit,
+            v.price_stop_loss,
+            v.entries,
+            v.partials,
+        )
         if isinstance(r, btkit.Closed):
             base += (r.close_reason, r.close_timestamp, r.pnl)
         out.append(base)
@@ -168,9 +196,19 @@ def test_managed_strategy_backtest_and_live_replay_agree(journal: Journal, tmp_p
     assert journal.levels == bt_levels
     # the scenario really exercised everything it claims to
     done = {name for _, name, ok in bt_commands if ok}
-    assert done == {"average_buy", "partial_profit", "breakeven", "trailing_stop", "partial_loss", "trailing_take"}
+    assert done == {
+        "average_buy",
+        "partial_profit",
+        "breakeven",
+        "trailing_stop",
+        "partial_loss",
+        "trailing_take",
+    }
     closes = [r for r in bt if isinstance(r, btkit.Closed)]
-    assert [(c.signal.position, c.close_reason) for c in closes] == [("long", "stop_loss"), ("short", "take_profit")]
+    assert [(c.signal.position, c.close_reason) for c in closes] == [
+        ("long", "stop_loss"),
+        ("short", "take_profit"),
+    ]
     long_, short_ = closes
     assert len(long_.signal.entries) == 3
     assert [p.percent for p in long_.signal.partials] == [30.0, 40.0]
@@ -267,13 +305,24 @@ def test_broker_gets_one_call_per_command_with_its_payload(journal: Journal, tmp
     lv, sv = long_.signal, short_.signal
     # DCA: one call per added entry, the entry's cost and price, ids dca2 and dca3
     dca = by_method["on_average_buy_commit"]
-    assert [(p.cost, p.current_price, p.when) for p in dca] == [(e.cost, e.price, e.timestamp) for e in lv.entries[1:]]
-    assert [p.client_order_id for p in dca] == [client_order_id(lv.id, "dca2"), client_order_id(lv.id, "dca3")]
+    assert [(p.cost, p.current_price, p.when) for p in dca] == [
+        (e.cost, e.price, e.timestamp) for e in lv.entries[1:]
+    ]
+    assert [p.client_order_id for p in dca] == [
+        client_order_id(lv.id, "dca2"),
+        client_order_id(lv.id, "dca3"),
+    ]
     # partial profits: percent of the remaining and the dollars that go out (30 % of 300 $, 40 % of 210 $)
     pp = by_method["on_partial_profit_commit"]
-    assert [(p.percent_to_close, p.cost) for p in pp] == [(30.0, pytest.approx(90.0)), (40.0, pytest.approx(84.0))]
+    assert [(p.percent_to_close, p.cost) for p in pp] == [
+        (30.0, pytest.approx(90.0)),
+        (40.0, pytest.approx(84.0)),
+    ]
     assert [p.current_price for p in pp] == [q.current_price for q in lv.partials]
-    assert [p.client_order_id for p in pp] == [client_order_id(lv.id, "partial1"), client_order_id(lv.id, "partial2")]
+    assert [p.client_order_id for p in pp] == [
+        client_order_id(lv.id, "partial1"),
+        client_order_id(lv.id, "partial2"),
+    ]
     pl = by_method["on_partial_loss_commit"]
     assert [(p.signal_id, p.percent_to_close, p.position) for p in pl] == [(sv.id, 50.0, "short")]
     # breakeven: the new stop is the effective entry of the moment
@@ -321,7 +370,11 @@ def test_broker_failure_changes_nothing_and_the_retry_uses_the_same_order_id(
     ],
 )
 def test_contrib_strategies_agree_between_backtest_and_live_replay(
-    btkit_clean: None, tmp_path: Path, strategy: str, start: datetime, end: datetime  # noqa: F811
+    btkit_clean: None,
+    tmp_path: Path,
+    strategy: str,
+    start: datetime,
+    end: datetime,
 ) -> None:
     # the example packages manage positions from their on_active callback (not from listeners)
     btkit.add_frame("w", start, end)
@@ -330,7 +383,9 @@ def test_contrib_strategies_agree_between_backtest_and_live_replay(
     clock = btkit.ReplayClock(start, end=end)
     lv = list(btkit.Live.run("BTCUSDT", strategy=strategy, exchange="sim", clock=clock))
     settle_session()
-    managed = [r for r in lv if isinstance(r, btkit.Closed) and (r.signal.partials or len(r.signal.entries) > 1)]
+    managed = [
+        r for r in lv if isinstance(r, btkit.Closed) and (r.signal.partials or len(r.signal.entries) > 1)
+    ]
     assert managed, f"no managed trade in this window: {[r.action for r in lv]}"
     # the backtest closes what is still open at the frame's end; the replay just stops: compare what both saw
     assert summary(lv) == summary(bt[: len(lv)])

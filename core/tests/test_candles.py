@@ -7,11 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from btkit import candles as ca
 from btkit.errors import CandleDataError
 from btkit.model import Candle, Candles
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 M = 60_000

@@ -21,14 +21,30 @@ MIN = 60_000
 CFG = EngineConfig()
 
 
-def row(side: str = "long", *, entries: tuple[float, ...] = (100.0,), tp: float | None = None,
-        sl: float | None = None) -> SignalRow:
+def row(
+    side: str = "long",
+    *,
+    entries: tuple[float, ...] = (100.0,),
+    tp: float | None = None,
+    sl: float | None = None,
+) -> SignalRow:
     tp = tp if tp is not None else (110.0 if side == "long" else 90.0)
     sl = sl if sl is not None else (90.0 if side == "long" else 110.0)
     return SignalRow(
-        id="s1", symbol="TST", strategy_name="s", exchange_name="x", frame_name="", position=side,  # type: ignore[arg-type]
-        price_open=entries[0], price_take_profit=tp, price_stop_loss=sl, minute_estimated_time=600,
-        cost=100.0, note="", scheduled_at=T0, pending_at=T0,
+        id="s1",
+        symbol="TST",
+        strategy_name="s",
+        exchange_name="x",
+        frame_name="",
+        position=side,  # type: ignore[arg-type]
+        price_open=entries[0],
+        price_take_profit=tp,
+        price_stop_loss=sl,
+        minute_estimated_time=600,
+        cost=100.0,
+        note="",
+        scheduled_at=T0,
+        pending_at=T0,
         entries=tuple(Entry(p, 100.0, T0 + i * MIN) for i, p in enumerate(entries)),
     )
 

@@ -304,8 +304,12 @@ _op = st.one_of(
     ops=st.lists(_op, max_size=12),
 )
 def test_random_sequences_keep_the_books_balanced(side: str, first_cost: float, ops: list) -> None:
-    row = position(side, entries=((100.0, first_cost),), tp=1e6 if side == "long" else 1e-6,
-                   sl=1e-6 if side == "long" else 1e6)
+    row = position(
+        side,
+        entries=((100.0, first_cost),),
+        tp=1e6 if side == "long" else 1e-6,
+        sl=1e-6 if side == "long" else 1e6,
+    )
     when = T0
     for op in ops:
         when += MIN

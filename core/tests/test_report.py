@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from btkit.lifecycle.pnl import position_pnl
 from btkit.model import Closed, Entry, Partial, SignalRow, view_of
 from btkit.png import AXES, LINE, PNG_SIGNATURE, encode_png

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pluggy
 import pytest
+
 from btkit import candles as ca
 from btkit import hookspecs
 from btkit.components import INTERVAL_MS, ExchangeSpec

@@ -11,6 +11,9 @@ import random
 
 import attrs
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from btkit.lifecycle.pnl import position_pnl
 from btkit.model import Closed, Entry, Partial, Pnl, SignalRow, view_of
 from btkit.stats import (
@@ -22,8 +25,6 @@ from btkit.stats import (
     peak_pnl,
     signal_row_of,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 T0 = 1_704_067_200_000  # 2024-01-01T00:00:00Z
 MIN = 60_000

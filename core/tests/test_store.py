@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from btkit import candles as ca
 from btkit.components import ExchangeSpec
 from btkit.defaults.sim_exchange import SimExchange
@@ -234,8 +235,14 @@ def test_download_rejects_unsorted_batches(tmp_path: Path) -> None:
         return rows[::-1]
 
     with pytest.raises(CandleDataError, match="unsorted"):
-        download(ExchangeSpec(name="u", get_candles=get_candles), "S", "1m", T0, T0 + 10 * M,
-                 store=CandleStore(tmp_path))
+        download(
+            ExchangeSpec(name="u", get_candles=get_candles),
+            "S",
+            "1m",
+            T0,
+            T0 + 10 * M,
+            store=CandleStore(tmp_path),
+        )
 
 
 def test_download_retries_then_fails_loudly(tmp_path: Path) -> None:
@@ -371,4 +378,3 @@ def test_store_exchange_without_data_says_how_to_get_it(tmp_path: Path) -> None:
         ex.get_candles("BTCUSDT", "1m", JAN, 5)
     with pytest.raises(CandleDataError, match="gaps must be"):
         store_exchange("binance", tmp_path, gaps="ignore")  # type: ignore[arg-type]
-

@@ -63,8 +63,10 @@ class Snapshot:
         return hash(self.history)
 
     def __repr__(self) -> str:
-        return f"Snapshot(pending={self.state.pending is not None}, scheduled={self.state.scheduled is not None}, " \
+        return (
+            f"Snapshot(pending={self.state.pending is not None}, scheduled={self.state.scheduled is not None}, "
             f"intent={self.state.strategy.intent and self.state.strategy.intent.attempt}, history={len(self.history)})"
+        )
 
 
 def snapshot(inst: StrategyInstance, names: Sequence[str]) -> Snapshot:
@@ -135,8 +137,13 @@ class Engine:
         self.backend.open(exclusive=True)
         self.gate = BrokerGate(self.pm, self.broker, timeout_seconds=live.SETTINGS.broker_timeout_seconds)
         self.run = Run(
-            pm=self.pm, components=components, cfg=get_config(), backtest=False,
-            store=BackendStore(self.pm, self.backend), gate=self.gate, now_ms=lambda: self.when,
+            pm=self.pm,
+            components=components,
+            cfg=get_config(),
+            backtest=False,
+            store=BackendStore(self.pm, self.backend),
+            gate=self.gate,
+            now_ms=lambda: self.when,
         )
         self.inst = self.run.instance(SYMBOL, STRATEGY, EXCHANGE)
         self.loop.run_until_complete(self.inst.ensure_loaded())
@@ -176,8 +183,12 @@ class Engine:
         try:
             pm = get_plugin_manager(entrypoints=False)
             run = Run(
-                pm=pm, components=collect_components(pm), cfg=get_config(), backtest=False,
-                store=BackendStore(pm, reader), now_ms=lambda: self.when,
+                pm=pm,
+                components=collect_components(pm),
+                cfg=get_config(),
+                backtest=False,
+                store=BackendStore(pm, reader),
+                now_ms=lambda: self.when,
             )
             inst = run.instance(SYMBOL, STRATEGY, EXCHANGE)
             self.loop.run_until_complete(inst.ensure_loaded())

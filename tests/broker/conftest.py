@@ -32,9 +32,7 @@ def _clean_btkit(btkit_clean: None) -> Iterator[None]:
 
 
 @pytest.fixture
-def engine(
-    tmp_path: Path, candle_exchange: Callable[..., Any]
-) -> Iterator[Callable[..., Engine]]:
+def engine(tmp_path: Path, candle_exchange: Callable[..., Any]) -> Iterator[Callable[..., Engine]]:
     """``engine(broker, prices=[...], signals=[...])`` → an :class:`Engine` over ``tmp_path / "state"``.
 
     ``signals`` is what ``get_signal`` returns on successive calls (the last one repeats; None = no

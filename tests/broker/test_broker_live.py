@@ -169,7 +169,9 @@ def test_broker_commit_wrapper_sees_calls_and_results(market: Path, btkit_plugin
         @hookimpl(wrapper=True)
         def btkit_broker_commit(self, broker: Any, call: BrokerCall) -> Any:
             result = yield
-            audit.append((call.method, call.payload.attempt, "awaitable" if hasattr(result, "__await__") else result))
+            audit.append(
+                (call.method, call.payload.attempt, "awaitable" if hasattr(result, "__await__") else result)
+            )
             return result
 
     btkit_plugin(Audit())
@@ -204,7 +206,9 @@ def test_broker_is_never_called_in_backtest(market: Path, btkit_plugin: Any) -> 
     assert made == [] and adapter.calls == []
 
 
-def test_scheduled_entry_places_and_cancels_through_the_broker_live(candle_exchange: Any, tmp_path: Path) -> None:
+def test_scheduled_entry_places_and_cancels_through_the_broker_live(
+    candle_exchange: Any, tmp_path: Path
+) -> None:
     candle_exchange(EXCHANGE, {SYMBOL: candles_from_prices(T0, path((100, 60)))})
     resting = Signal(position="long", price_open=99.0, price_take_profit=103.0, price_stop_loss=97.0, id="r1")
     offers = [resting]
@@ -226,8 +230,12 @@ def test_the_late_clean_up_of_a_finished_run_never_closes_the_next_session(marke
     broker = ScriptedBroker()
     Broker.use_adapter(broker)
     Broker.enable()
-    stream = Live.run(SYMBOL, strategy=STRATEGY, exchange=EXCHANGE,
-                      clock=ReplayClock(T0 + 5 * MINUTE_MS, end=T0 + 6 * MINUTE_MS))
+    stream = Live.run(
+        SYMBOL,
+        strategy=STRATEGY,
+        exchange=EXCHANGE,
+        clock=ReplayClock(T0 + 5 * MINUTE_MS, end=T0 + 6 * MINUTE_MS),
+    )
     assert [type(r) for r in stream] == [Opened]
     first = stream.handle
     assert first is not None

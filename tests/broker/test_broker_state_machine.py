@@ -88,7 +88,9 @@ class BrokerMachine(RuleBasedStateMachine):
         super().__init__()
         reset_btkit()
         btkit.set_config(
-            order_open_retry_attempts=3, order_close_retry_attempts=3, schedule_await_minutes=5,
+            order_open_retry_attempts=3,
+            order_close_retry_attempts=3,
+            schedule_await_minutes=5,
         )
         live.SETTINGS.broker_timeout_seconds = 5.0
         self.tmp = Path(tempfile.mkdtemp(prefix="btkit-sm-"))
@@ -101,8 +103,12 @@ class BrokerMachine(RuleBasedStateMachine):
         btkit.add_exchange(EXCHANGE, self.tape.get_candles)
         btkit.add_risk("one", lambda p: "max 1 position" if p.active_position_count >= 1 else None)
         btkit.add_strategy(STRATEGY, self._get_signal, risk="one")
-        self.e = Engine(self.tmp / "state", VenueBroker(self.venue), risks=("one",),
-                        backend_factory=disk_backend(self.disk))
+        self.e = Engine(
+            self.tmp / "state",
+            VenueBroker(self.venue),
+            risks=("one",),
+            backend_factory=disk_backend(self.disk),
+        )
 
     def teardown(self) -> None:
         self.e.close()
@@ -116,13 +122,29 @@ class BrokerMachine(RuleBasedStateMachine):
         self.ids += 1
         sid = f"sig{self.ids}"
         if kind == "long":
-            return btkit.Signal(position="long", price_take_profit=price * 1.02, price_stop_loss=price * 0.98,
-                                minute_estimated_time=8, id=sid)
+            return btkit.Signal(
+                position="long",
+                price_take_profit=price * 1.02,
+                price_stop_loss=price * 0.98,
+                minute_estimated_time=8,
+                id=sid,
+            )
         if kind == "short":
-            return btkit.Signal(position="short", price_take_profit=price * 0.98, price_stop_loss=price * 1.02,
-                                minute_estimated_time=8, id=sid)
-        return btkit.Signal(position="long", price_open=price * 0.99, price_take_profit=price * 1.03,
-                            price_stop_loss=price * 0.97, minute_estimated_time=8, id=sid)
+            return btkit.Signal(
+                position="short",
+                price_take_profit=price * 0.98,
+                price_stop_loss=price * 1.02,
+                minute_estimated_time=8,
+                id=sid,
+            )
+        return btkit.Signal(
+            position="long",
+            price_open=price * 0.99,
+            price_take_profit=price * 1.03,
+            price_stop_loss=price * 0.97,
+            minute_estimated_time=8,
+            id=sid,
+        )
 
     # ------------------------------------------------------------ rules
     @rule(n=st.integers(1, 3))
@@ -139,8 +161,12 @@ class BrokerMachine(RuleBasedStateMachine):
     def move_price(self, pct: float) -> None:
         self.tape.move((self.e.when - T0) // MINUTE_MS - 1, pct)  # from the first candle not yet closed
 
-    @rule(kind=st.sampled_from(FAULTS), method=st.sampled_from(
-        [None, "on_signal_open_commit", "on_signal_close_commit", "on_signal_cancel_commit"]))
+    @rule(
+        kind=st.sampled_from(FAULTS),
+        method=st.sampled_from(
+            [None, "on_signal_open_commit", "on_signal_close_commit", "on_signal_cancel_commit"]
+        ),
+    )
     def broker_fault(self, kind: str, method: str | None) -> None:
         self.venue.fail_next(kind, method=method)
 
@@ -194,9 +220,13 @@ class BrokerMachine(RuleBasedStateMachine):
             # the venue holds exactly what the engine holds, except what the venue dropped by itself
             # (the engine notices on its next check)
             assert set(self.venue.positions) <= open_ids <= set(self.venue.positions) | self.gone, (
-                self.venue.positions, state.pending)
+                self.venue.positions,
+                state.pending,
+            )
             assert set(self.venue.resting) <= resting_ids <= set(self.venue.resting) | self.gone, (
-                self.venue.resting, state.scheduled)
+                self.venue.resting,
+                state.scheduled,
+            )
 
     @invariant()
     def risk_slots_match_open_and_waiting_signals(self) -> None:
@@ -207,7 +237,9 @@ class BrokerMachine(RuleBasedStateMachine):
 
 
 BrokerMachine.TestCase.settings = settings(
-    max_examples=50, stateful_step_count=30, deadline=None,
+    max_examples=50,
+    stateful_step_count=30,
+    deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 TestBrokerMachine = BrokerMachine.TestCase

@@ -66,7 +66,10 @@ def get_signal(symbol: str, when: datetime, current_price: float) -> dict[str, A
     salt = int.from_bytes(hashlib.sha256(f"{symbol}{minute}".encode()).digest()[:2], "big")
     long = salt % 2 == 0
     entry = current_price
-    signal: dict[str, Any] = {"position": "long" if long else "short", "minute_estimated_time": LIFETIME_MINUTES}
+    signal: dict[str, Any] = {
+        "position": "long" if long else "short",
+        "minute_estimated_time": LIFETIME_MINUTES,
+    }
     if salt % 5 == 0:  # a resting entry a little away from the price: fills or times out
         entry = current_price * (1 - 0.0004 if long else 1 + 0.0004)
         signal["price_open"] = entry
@@ -94,10 +97,18 @@ class LoggingPaperBroker:
         self.count += 1
         if self.count == self.kill_at:
             os.kill(os.getpid(), signal.SIGKILL)
-        append_line(self.path, {
-            "pid": os.getpid(), "method": method, "client_order_id": p.client_order_id,
-            "signal_id": p.signal_id, "symbol": p.symbol, "attempt": p.attempt, "when": p.when,
-        })
+        append_line(
+            self.path,
+            {
+                "pid": os.getpid(),
+                "method": method,
+                "client_order_id": p.client_order_id,
+                "signal_id": p.signal_id,
+                "symbol": p.symbol,
+                "attempt": p.attempt,
+                "when": p.when,
+            },
+        )
         return True
 
     def on_signal_open_commit(self, p: Any) -> bool:
@@ -157,7 +168,9 @@ def run(options: dict[str, Any]) -> int:
     import btkit
     from btkit.engine import live
 
-    writes = kill_before_write(int(options["kill_before_write"])) if options.get("kill_before_write") else None
+    writes = (
+        kill_before_write(int(options["kill_before_write"])) if options.get("kill_before_write") else None
+    )
 
     dump_dir, log_dir = options["dump_dir"], options["log_dir"]
     start = int(options.get("start", START_MS))
@@ -175,12 +188,18 @@ def run(options: dict[str, Any]) -> int:
     def acknowledge(result: Any) -> None:
         if result.action not in ("opened", "scheduled", "closed", "cancelled"):
             return
-        append_line(events_log, {
-            "pid": os.getpid(), "action": result.action, "symbol": result.symbol,
-            "signal_id": result.signal.id, "timestamp": result.timestamp,
-            "price": result.current_price, "reason": getattr(result, "close_reason", None)
-            or getattr(result, "reason", None),
-        })
+        append_line(
+            events_log,
+            {
+                "pid": os.getpid(),
+                "action": result.action,
+                "symbol": result.symbol,
+                "signal_id": result.signal.id,
+                "timestamp": result.timestamp,
+                "price": result.current_price,
+                "reason": getattr(result, "close_reason", None) or getattr(result, "reason", None),
+            },
+        )
 
     errors: list[str] = []
     btkit.listen_signal_live(acknowledge)
@@ -269,8 +288,15 @@ def main() -> int:
     if not args.dump_dir or not args.log_dir:
         parser.error("--dump-dir and --log-dir are required")
     symbols = args.symbols.split(",") if args.symbols else None
-    return run({"dump_dir": args.dump_dir, "log_dir": args.log_dir, "start": args.start,
-                "minutes": args.minutes, "symbols": symbols})
+    return run(
+        {
+            "dump_dir": args.dump_dir,
+            "log_dir": args.log_dir,
+            "start": args.start,
+            "minutes": args.minutes,
+            "symbols": symbols,
+        }
+    )
 
 
 if __name__ == "__main__":

@@ -56,7 +56,11 @@ class ForkServer:
     def __init__(self) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, str(CHILD), "--serve"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            bufsize=1,
         )
         self.lines: queue.Queue[str] = queue.Queue()
         self.stderr: list[str] = []
@@ -180,7 +184,9 @@ def check_invariants(snap: Snapshot, log_dir: Path) -> dict[str, int]:
         if state.pending is not None:
             assert state.pending.id not in ids, f"{symbol}: {state.pending.id} is both open and closed"
             if spans:
-                assert state.pending.pending_at > spans[-1][1], f"{symbol}: open position overlaps a closed one"
+                assert state.pending.pending_at > spans[-1][1], (
+                    f"{symbol}: open position overlaps a closed one"
+                )
         assert state.pending is None or state.scheduled is None
         counts["closed"] += len(history)
         counts["open"] += state.pending is not None
@@ -219,7 +225,9 @@ def check_invariants(snap: Snapshot, log_dir: Path) -> dict[str, int]:
             counts["broker_open_retries"] += held == call["signal_id"]
         elif call["method"] == "close":
             if holding[symbol] is None:  # the same close again: retried after a crash (same client id)
-                assert last_closed[symbol] == call["signal_id"], f"{symbol}: close of a position not held: {call}"
+                assert last_closed[symbol] == call["signal_id"], (
+                    f"{symbol}: close of a position not held: {call}"
+                )
                 counts["broker_close_retries"] += 1
             else:
                 assert holding[symbol] == call["signal_id"], f"{symbol}: close of a position not held: {call}"
@@ -244,11 +252,23 @@ def expected_close(closed: Closed, sim: SimExchange | None = None) -> tuple[str,
     sim = sim or SimExchange()
     v = closed.signal
     row = SignalRow(
-        id=v.id, symbol=closed.symbol, strategy_name=closed.strategy_name, exchange_name=closed.exchange_name,
-        frame_name="", position=v.position, price_open=v.original_price_open,
-        price_take_profit=v.original_price_take_profit, price_stop_loss=v.original_price_stop_loss,
-        minute_estimated_time=v.minute_estimated_time, cost=v.cost, note=v.note, scheduled_at=v.scheduled_at,
-        pending_at=v.pending_at, multiplier=v.multiplier, isolated=v.isolated, entries=v.entries,
+        id=v.id,
+        symbol=closed.symbol,
+        strategy_name=closed.strategy_name,
+        exchange_name=closed.exchange_name,
+        frame_name="",
+        position=v.position,
+        price_open=v.original_price_open,
+        price_take_profit=v.original_price_take_profit,
+        price_stop_loss=v.original_price_stop_loss,
+        minute_estimated_time=v.minute_estimated_time,
+        cost=v.cost,
+        note=v.note,
+        scheduled_at=v.scheduled_at,
+        pending_at=v.pending_at,
+        multiplier=v.multiplier,
+        isolated=v.isolated,
+        entries=v.entries,
     )
     assert row.pending_at is not None and row.minute_estimated_time is not None
     w = CHILD_CONFIG.avg_price_candles_count

@@ -22,15 +22,26 @@ HANG_GUARD_S = 120  # only against a hang: every run here ends in a few seconds
 
 def paper(dump: Path, *extra: str, start: str = "202402011000") -> list[str]:
     """``btkit paper`` on a replay from ``start`` (smacross opens its first position at 10:45)."""
-    return [sys.executable, "-m", "btkit.cli", "paper", "--dump-dir", str(dump), "--replay-from", start, *extra]
+    return [
+        sys.executable,
+        "-m",
+        "btkit.cli",
+        "paper",
+        "--dump-dir",
+        str(dump),
+        "--replay-from",
+        start,
+        *extra,
+    ]
 
 
 class Running:
     """A ``btkit paper`` process whose stdout lines are collected as they come."""
 
     def __init__(self, cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
-        self.proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     env=env)
+        self.proc = subprocess.Popen(
+            cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        )
         self.lines: queue.Queue[str | None] = queue.Queue()
         self.out: list[str] = []
         self.err: list[str] = []
@@ -102,8 +113,13 @@ def test_a_second_live_process_on_the_same_dump_dir_exits_3_and_touches_nothing(
         os.kill(first.proc.pid, signal.SIGSTOP)  # freeze the owner so the directory holds still
         try:
             before = snapshot(dump)
-            second = subprocess.run(paper(dump, "--replay-to", "20240202"), cwd=tmp_path, capture_output=True,
-                                    text=True, timeout=HANG_GUARD_S)
+            second = subprocess.run(
+                paper(dump, "--replay-to", "20240202"),
+                cwd=tmp_path,
+                capture_output=True,
+                text=True,
+                timeout=HANG_GUARD_S,
+            )
             after = snapshot(dump)
         finally:
             os.kill(first.proc.pid, signal.SIGCONT)
@@ -128,7 +144,9 @@ def test_sigint_stops_gracefully_the_open_position_runs_to_its_close_and_exit_0(
     assert "stopping gracefully" in err
     i = max(i for i, line in enumerate(run.out) if " opened @ " in line)
     after = run.out[i + 1 :]
-    trades = [line for line in after if " closed @ " in line or " opened @ " in line or " scheduled @ " in line]
+    trades = [
+        line for line in after if " closed @ " in line or " opened @ " in line or " scheduled @ " in line
+    ]
     # the position that was open was monitored to its TP/SL/expiry; nothing new opened after the stop
     # (an "opened" printed just before the signal arrived may still be in flight: at most one more)
     assert trades and " closed @ " in trades[-1]
@@ -198,8 +216,20 @@ def run_leaky(
     dump = tmp_path / "dump"
     env = {**os.environ, "BINANCE_API_KEY": KEY, "BINANCE_API_SECRET": SECRET}
     # `btkit paper --debug` (the global `btkit --debug paper` is overridden by the verb's own default)
-    cmd = [sys.executable, str(script), "paper", "--debug", "--strategy", "leaky", "--dump-dir", str(dump),
-           "--replay-from", "20240201", "--replay-to", "202402010200"]
+    cmd = [
+        sys.executable,
+        str(script),
+        "paper",
+        "--debug",
+        "--strategy",
+        "leaky",
+        "--dump-dir",
+        str(dump),
+        "--replay-from",
+        "20240201",
+        "--replay-to",
+        "202402010200",
+    ]
     done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=HANG_GUARD_S)
     return done, dump
 

@@ -33,8 +33,12 @@ def get_signal(symbol: str, when: Any, price: float) -> dict[str, Any] | None:
     if minute % 10:
         return None
     entry = price * 0.9995 if minute % 30 == 0 else price
-    signal = {"position": "long", "price_take_profit": entry * 1.05, "price_stop_loss": entry * 0.95,
-              "minute_estimated_time": 40}
+    signal = {
+        "position": "long",
+        "price_take_profit": entry * 1.05,
+        "price_stop_loss": entry * 0.95,
+        "minute_estimated_time": 40,
+    }
     return {**signal, "price_open": entry} if minute % 30 == 0 else signal
 
 
@@ -126,7 +130,10 @@ CORRUPTIONS: dict[str, Callable[[Path], None]] = {
     "directory": as_directory,
 }
 CASES = [(d, c) for d in ("signal", "strategy", "history") for c in CORRUPTIONS] + [
-    ("schedule", "extra-key"), ("levels", "wrong-type"), ("levels", "truncated"), ("schedule", "directory"),
+    ("schedule", "extra-key"),
+    ("levels", "wrong-type"),
+    ("levels", "truncated"),
+    ("schedule", "directory"),
 ]
 
 
@@ -138,8 +145,13 @@ def test_a_corrupt_document_is_quarantined_and_only_that_symbol_stops(
     path = dump / domain / "hold" / f"{BAD}.json"
     CORRUPTIONS[corruption](path)
     bad_bytes = None if path.is_dir() else path.read_bytes()
-    untouched = {p: p.read_bytes() for p in (dump / d / "hold" / f"{BAD}.json" for d in
-                 ("signal", "schedule", "strategy", "levels", "history")) if p.is_file() and p != path}
+    untouched = {
+        p: p.read_bytes()
+        for p in (
+            dump / d / "hold" / f"{BAD}.json" for d in ("signal", "schedule", "strategy", "levels", "history")
+        )
+        if p.is_file() and p != path
+    }
 
     register(dump)
     errors: list[Any] = []
@@ -157,8 +169,11 @@ def test_a_corrupt_document_is_quarantined_and_only_that_symbol_stops(
     assert any(r.levelno >= logging.ERROR and "quarantine" in r.getMessage() for r in caplog.records)
     # quarantined: moved aside byte for byte with a reason; nothing recreated or reset in its place
     assert not path.exists()
-    moved = [p for p in (dump / "quarantine").rglob("*") if not p.name.endswith(".reason")
-             and p.parent.name == "hold" and p.name.startswith(BAD)]
+    moved = [
+        p
+        for p in (dump / "quarantine").rglob("*")
+        if not p.name.endswith(".reason") and p.parent.name == "hold" and p.name.startswith(BAD)
+    ]
     assert len(moved) == 1, list((dump / "quarantine").rglob("*"))
     if bad_bytes is not None:
         assert moved[0].read_bytes() == bad_bytes
@@ -204,8 +219,18 @@ def test_btkit_paper_exits_4_on_corrupt_state(tmp_path: Path) -> None:
     (dump / "strategy" / "smacross").mkdir(parents=True)
     bad = dump / "strategy" / "smacross" / "BTCUSDT.json"
     bad.write_text('{"schema_version": 1, "paused": "maybe"')
-    cmd = [sys.executable, "-m", "btkit.cli", "paper", "--dump-dir", str(dump), "--replay-from", "20240201",
-           "--replay-to", "20240202"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "btkit.cli",
+        "paper",
+        "--dump-dir",
+        str(dump),
+        "--replay-from",
+        "20240201",
+        "--replay-to",
+        "20240202",
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert done.returncode == 4, (done.stdout, done.stderr)
     last = done.stderr.strip().splitlines()[-1]

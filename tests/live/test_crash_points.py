@@ -33,8 +33,9 @@ def server() -> Any:
 def run(server: ForkServer, base: Path, **options: Any) -> int:
     logs = base / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    pid = server.start(dump_dir=str(base / "dump"), log_dir=str(logs), minutes=MINUTES, symbols=SYMBOLS,
-                       **options)
+    pid = server.start(
+        dump_dir=str(base / "dump"), log_dir=str(logs), minutes=MINUTES, symbols=SYMBOLS, **options
+    )
     code = server.wait(pid, 120)
     assert code is not None, "the crash child did not end"
     return code
@@ -63,7 +64,9 @@ def outcome(base: Path) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def reference(server: ForkServer, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], int, int]:
+def reference(
+    server: ForkServer, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[dict[str, Any], int, int]:
     base = tmp_path_factory.mktemp("reference")
     assert run(server, base, kill_before_write=10**9) == 0, server.stderr[-20:]
     writes = read_jsonl(base / "logs" / "writes.jsonl")[-1]["writes"]

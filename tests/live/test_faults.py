@@ -72,7 +72,9 @@ class RecordingBroker:
         return True
 
 
-def setup_live(tmp_path: Path, arm: Callable[[], None] | None = None) -> tuple[RecordingBroker, list[Any], list[Any]]:
+def setup_live(
+    tmp_path: Path, arm: Callable[[], None] | None = None
+) -> tuple[RecordingBroker, list[Any], list[Any]]:
     """A strategy that wants a position from OPEN_AT on; a risk profile that allows one position."""
     dump = tmp_path / "dump"
     btkit.use_persistence("file", root=str(dump))
@@ -92,8 +94,12 @@ def setup_live(tmp_path: Path, arm: Callable[[], None] | None = None) -> tuple[R
             return None
         if arm is not None:
             arm()
-        return {"position": "long", "price_take_profit": price * 1.05, "price_stop_loss": price * 0.95,
-                "minute_estimated_time": LIFETIME}
+        return {
+            "position": "long",
+            "price_take_profit": price * 1.05,
+            "price_stop_loss": price * 0.95,
+            "minute_estimated_time": LIFETIME,
+        }
 
     btkit.add_strategy("faulty", get_signal, risk="one")
     errors: list[Any] = []
@@ -107,8 +113,11 @@ def run_replay(minutes: int = 16) -> list[Any]:
 
 
 def documents(dump: Path) -> dict[str, Any]:
-    return {str(p.relative_to(dump)): json.loads(p.read_text()) for p in dump.rglob("*.json")
-            if "quarantine" not in p.parts}
+    return {
+        str(p.relative_to(dump)): json.loads(p.read_text())
+        for p in dump.rglob("*.json")
+        if "quarantine" not in p.parts
+    }
 
 
 FAULTS = [(name, err) for name in ("write", "fsync", "replace") for err in (errno.EIO, errno.ENOSPC)]

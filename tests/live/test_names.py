@@ -20,16 +20,35 @@ from btkit.persist.keys import MAX_PART_CHARS
 START = 1_706_745_600_000  # 2024-02-01 00:00 UTC
 M = 60_000
 
-SAFE_NAMES = ["../x", "a/b", "BTC/USDT:USDT", "..", ".", "../../../../etc/passwd", "a\\b", " spaced ",
-              "é/../ü", "%2F", "x" * MAX_PART_CHARS, "-rf", "~root", "CON", "a\nb"]
+SAFE_NAMES = [
+    "../x",
+    "a/b",
+    "BTC/USDT:USDT",
+    "..",
+    ".",
+    "../../../../etc/passwd",
+    "a\\b",
+    " spaced ",
+    "é/../ü",
+    "%2F",
+    "x" * MAX_PART_CHARS,
+    "-rf",
+    "~root",
+    "CON",
+    "a\nb",
+]
 STRATEGY = "../../strat/../x"
 
 
 def get_signal(symbol: str, when: Any, price: float) -> dict[str, Any] | None:
     if int(when.timestamp()) // 60 % 5:
         return None
-    return {"position": "short", "price_take_profit": price * 0.99, "price_stop_loss": price * 1.01,
-            "minute_estimated_time": 3}
+    return {
+        "position": "short",
+        "price_take_profit": price * 0.99,
+        "price_stop_loss": price * 1.01,
+        "minute_estimated_time": 3,
+    }
 
 
 def run_names(tmp_path: Path, symbols: list[str]) -> tuple[dict[str, Any], list[Any], list[Any]]:

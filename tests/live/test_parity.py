@@ -34,8 +34,11 @@ def get_signal(symbol: str, when: datetime, price: float) -> dict[str, Any] | No
     long = h % 2 == 0
     width = 0.006 + (h % 5) * 0.001
     entry = price
-    signal: dict[str, Any] = {"position": "long" if long else "short", "id": f"{symbol}@{minute}",
-                              "minute_estimated_time": 30 + h % 90}
+    signal: dict[str, Any] = {
+        "position": "long" if long else "short",
+        "id": f"{symbol}@{minute}",
+        "minute_estimated_time": 30 + h % 90,
+    }
     if h % 7 == 0:  # a resting entry: fills, times out or is rejected
         entry = price * (1 - 0.001 if long else 1 + 0.001)
         signal["price_open"] = entry

@@ -49,8 +49,12 @@ def test_stop_with_an_open_position_monitors_it_to_its_close_then_ends(tmp_path:
 
     def get_signal(symbol: str, when: datetime, price: float) -> dict[str, Any]:
         calls.append(int(when.timestamp() * 1000))
-        return {"position": "long", "price_take_profit": price * 1.1, "price_stop_loss": price * 0.9,
-                "minute_estimated_time": 15}
+        return {
+            "position": "long",
+            "price_take_profit": price * 1.1,
+            "price_stop_loss": price * 0.9,
+            "minute_estimated_time": 15,
+        }
 
     broker = live_setup(tmp_path, get_signal)
     holder: dict[str, Any] = {}
@@ -64,8 +68,9 @@ def test_stop_with_an_open_position_monitors_it_to_its_close_then_ends(tmp_path:
 
     holder["ready"] = threading.Event()
     btkit.listen_signal_live(on_result)
-    handle = btkit.Live.background("BTCUSDT", strategy="s", exchange="sim",
-                                   clock=btkit.ReplayClock(START + 3 * M, end=START + 300 * M))
+    handle = btkit.Live.background(
+        "BTCUSDT", strategy="s", exchange="sim", clock=btkit.ReplayClock(START + 3 * M, end=START + 300 * M)
+    )
     holder["handle"] = handle
     holder["ready"].set()
     assert handle.join(60) and handle.error is None
@@ -84,8 +89,13 @@ def test_stop_with_an_open_position_monitors_it_to_its_close_then_ends(tmp_path:
 def test_stop_with_a_resting_entry_cancels_it_on_the_next_tick(tmp_path: Path) -> None:
     def get_signal(symbol: str, when: datetime, price: float) -> dict[str, Any]:
         entry = price * 0.9  # far below: never fills in this replay
-        return {"position": "long", "price_open": entry, "price_take_profit": entry * 1.1,
-                "price_stop_loss": entry * 0.95, "minute_estimated_time": 60}
+        return {
+            "position": "long",
+            "price_open": entry,
+            "price_take_profit": entry * 1.1,
+            "price_stop_loss": entry * 0.95,
+            "minute_estimated_time": 60,
+        }
 
     broker = live_setup(tmp_path, get_signal)
     box: dict[str, Any] = {"ready": threading.Event()}
@@ -97,8 +107,9 @@ def test_stop_with_a_resting_entry_cancels_it_on_the_next_tick(tmp_path: Path) -
             box["at"] = result.timestamp
 
     btkit.listen_signal_live(on_result)
-    handle = btkit.Live.background("BTCUSDT", strategy="s", exchange="sim",
-                                   clock=btkit.ReplayClock(START + 3 * M, end=START + 300 * M))
+    handle = btkit.Live.background(
+        "BTCUSDT", strategy="s", exchange="sim", clock=btkit.ReplayClock(START + 3 * M, end=START + 300 * M)
+    )
     box["handle"] = handle
     box["ready"].set()
     assert handle.join(60) and handle.error is None
@@ -127,16 +138,21 @@ def test_twenty_symbols_trade_while_one_symbols_exchange_fails_on_every_call(tmp
     def get_signal(symbol: str, when: datetime, price: float) -> dict[str, Any] | None:
         if int(when.timestamp()) // 60 % 10:
             return None
-        return {"position": "long", "price_take_profit": price * 1.01, "price_stop_loss": price * 0.99,
-                "minute_estimated_time": 5}
+        return {
+            "position": "long",
+            "price_take_profit": price * 1.01,
+            "price_stop_loss": price * 0.99,
+            "minute_estimated_time": 5,
+        }
 
     live_setup(tmp_path, get_signal)
     errors: list[Any] = []
     btkit.listen_error(errors.append)
     minutes = 60
     clock = btkit.ReplayClock(START, end=START + (minutes - 1) * M)
-    handles = {s: btkit.Live.background(s, strategy="s", exchange="flaky", clock=clock)
-               for s in ["BROKEN", *SYMBOLS]}
+    handles = {
+        s: btkit.Live.background(s, strategy="s", exchange="flaky", clock=clock) for s in ["BROKEN", *SYMBOLS]
+    }
     for h in handles.values():
         assert h.join(120)
     broken = [e for e in errors if "BROKEN" in e.where]
@@ -170,7 +186,9 @@ def test_a_slow_synchronous_exchange_of_one_symbol_does_not_hold_up_the_others(t
 
     live_setup(tmp_path, get_signal)
     clock = btkit.ReplayClock(START, end=START + 2 * M)
-    handles = [btkit.Live.background(s, strategy="s", exchange="mixed", clock=clock) for s in ("SLOW", "FAST")]
+    handles = [
+        btkit.Live.background(s, strategy="s", exchange="mixed", clock=clock) for s in ("SLOW", "FAST")
+    ]
     for h in handles:
         assert h.join(60)
     assert fast_ticked.is_set()

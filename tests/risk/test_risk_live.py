@@ -49,8 +49,12 @@ def strategy(name: str, *, together: threading.Barrier | None = None, risk: str 
         if together is not None and symbol not in asked:
             asked.add(symbol)
             together.wait(30)
-        return Signal(position="long", price_take_profit=price * 1.02, price_stop_loss=price * 0.98,
-                      id=f"{name}-{symbol}")
+        return Signal(
+            position="long",
+            price_take_profit=price * 1.02,
+            price_stop_loss=price * 0.98,
+            id=f"{name}-{symbol}",
+        )
 
     add_strategy(name, get_signal, risk=risk)
 
@@ -73,7 +77,9 @@ class Recorder:
 def run_live(participants: list[tuple[str, str]], minutes: int, start: int = 5) -> None:
     """Every (strategy, symbol) as ``Live.background`` on ONE replay clock, until the replay ends."""
     clock = ReplayClock(T0 + start * MINUTE_MS, end=T0 + (start + minutes) * MINUTE_MS)
-    handles = [Live.background(symbol, strategy=name, exchange=EX, clock=clock) for name, symbol in participants]
+    handles = [
+        Live.background(symbol, strategy=name, exchange=EX, clock=clock) for name, symbol in participants
+    ]
     for h in handles:
         assert h.join(60), "live replay did not finish"
         assert h.error is None, h.error
@@ -166,7 +172,9 @@ def test_without_the_persisted_slot_the_other_strategy_opens(candle_exchange: An
 def test_scheduled_entry_holds_its_slot_while_it_waits(candle_exchange: Any, state_dir: Path) -> None:
     candle_exchange(EX, {"BTCUSDT": candles_from_prices(T0, [100.0] * 200)})
     add_risk("one", max_positions(1))
-    resting = Signal(position="long", price_open=95.0, price_take_profit=99.0, price_stop_loss=93.0, id="rest")
+    resting = Signal(
+        position="long", price_open=95.0, price_take_profit=99.0, price_stop_loss=93.0, id="rest"
+    )
     add_strategy("a", lambda s, w, p: resting, risk="one")  # never fills: the price stays at 100
     strategy("b")
     rec = Recorder()

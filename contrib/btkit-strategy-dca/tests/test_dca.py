@@ -7,11 +7,11 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from importlib.metadata import entry_points
 
-import btkit_strategy_dca as dca
 import numpy as np
 import pytest
 
 import btkit
+import btkit_strategy_dca as dca
 from btkit.components import StrategySpec
 from btkit.lifecycle import management
 from btkit.model import Entry, SignalRow
@@ -60,9 +60,21 @@ def test_next_rung_is_two_percent_under_the_lowest_entry() -> None:
 def test_take_profit_shift_puts_the_target_two_percent_over_the_effective_entry() -> None:
     # entries 100 and 98 ($100 each): E = 200/(1 + 100/98) = 98.9898…; original TP 102 (2 % over 100)
     row = SignalRow(
-        id="a", symbol="X", strategy_name="dca", exchange_name="sim", frame_name="", position="long",
-        price_open=100.0, price_take_profit=102.0, price_stop_loss=90.0, minute_estimated_time=1440, cost=100.0,
-        note="", scheduled_at=0, pending_at=0, entries=(Entry(100.0, 100.0, 0), Entry(98.0, 100.0, 60_000)),
+        id="a",
+        symbol="X",
+        strategy_name="dca",
+        exchange_name="sim",
+        frame_name="",
+        position="long",
+        price_open=100.0,
+        price_take_profit=102.0,
+        price_stop_loss=90.0,
+        minute_estimated_time=1440,
+        cost=100.0,
+        note="",
+        scheduled_at=0,
+        pending_at=0,
+        entries=(Entry(100.0, 100.0, 0), Entry(98.0, 100.0, 60_000)),
     )
     e = 200 / (1 + 100 / 98)
     shift = dca.take_profit_shift(e, 102.0, 2.0)

@@ -7,11 +7,11 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from importlib.metadata import entry_points
 
-import btkit_strategy_partials as pt
 import numpy as np
 import pytest
 
 import btkit
+import btkit_strategy_partials as pt
 from btkit.components import StrategySpec
 from btkit.lifecycle import management
 from btkit.model import Entry, SignalRow
@@ -57,9 +57,21 @@ def test_breakout_rule() -> None:
 def test_stop_shift_puts_the_stop_one_percent_under_the_price() -> None:
     # entry 100, original stop 98.5 (1.5 %); price 102 → wanted stop 100.98 → shift = −0.98 − 1.5 = −2.48
     row = SignalRow(
-        id="a", symbol="X", strategy_name="p", exchange_name="sim", frame_name="", position="long",
-        price_open=100.0, price_take_profit=103.0, price_stop_loss=98.5, minute_estimated_time=1440, cost=100.0,
-        note="", scheduled_at=0, pending_at=0, entries=(Entry(100.0, 100.0, 0),),
+        id="a",
+        symbol="X",
+        strategy_name="p",
+        exchange_name="sim",
+        frame_name="",
+        position="long",
+        price_open=100.0,
+        price_take_profit=103.0,
+        price_stop_loss=98.5,
+        minute_estimated_time=1440,
+        cost=100.0,
+        note="",
+        scheduled_at=0,
+        pending_at=0,
+        entries=(Entry(100.0, 100.0, 0),),
     )
     shift = pt.stop_shift(100.0, 98.5, 102.0, 1.0)
     assert shift == pytest.approx(-2.48)
@@ -77,9 +89,13 @@ def test_backtest_on_the_sim_exchange_takes_partials_and_trails() -> None:
         v = c.signal
         assert len(v.entries) == 1
         profits = [p for p in v.partials if p.kind == "profit"]
-        assert [p.percent for p in profits] == [pt.FIRST_PARTIAL_PERCENT, pt.SECOND_PARTIAL_PERCENT][: len(profits)]
+        assert [p.percent for p in profits] == [pt.FIRST_PARTIAL_PERCENT, pt.SECOND_PARTIAL_PERCENT][
+            : len(profits)
+        ]
         assert all(p.percent == pt.CUT_LOSS_PERCENT for p in v.partials if p.kind == "loss")
         assert v.price_stop_loss >= v.original_price_stop_loss  # the stop only ever rises
         if c.close_reason == "stop_loss":
             assert c.pnl.price_close == v.price_stop_loss
-    assert any(c.signal.price_stop_loss > c.signal.price_open for c in closed), "no stop ever trailed into profit"
+    assert any(c.signal.price_stop_loss > c.signal.price_open for c in closed), (
+        "no stop ever trailed into profit"
+    )

@@ -5,9 +5,10 @@ from __future__ import annotations
 import importlib
 from importlib.metadata import entry_points
 
-import btkit_strategy_smacross as sma
 import numpy as np
 import pytest
+
+import btkit_strategy_smacross as sma
 from btkit.components import StrategySpec
 
 

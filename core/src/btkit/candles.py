@@ -246,11 +246,7 @@ def resample(arr_1m: np.ndarray, interval_ms: int, *, base_ms: int = MINUTE_MS) 
     bucket = ts - ts % interval_ms
     # fast path: contiguous, complete and aligned data → a reshape
     n = len(arr_1m)
-    if (
-        n % k == 0
-        and ts[0] == bucket[0]
-        and int(ts[-1]) - int(ts[0]) == (n - 1) * base_ms
-    ):
+    if n % k == 0 and ts[0] == bucket[0] and int(ts[-1]) - int(ts[0]) == (n - 1) * base_ms:
         blocks = arr_1m.reshape(n // k, k, 6)
         out = np.empty((n // k, 6), dtype=np.float64)
         out[:, TS] = blocks[:, 0, TS]

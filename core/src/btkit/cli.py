@@ -258,7 +258,10 @@ def cmd_live(args: argparse.Namespace, *, paper: bool) -> int:
                 extra = f" {result.close_reason} pnl {result.pnl.pnl_percentage:+.2f}%"
             elif result.action == "cancelled":
                 extra = f" {result.reason}"
-            print(mask(f"{when} {result.symbol} {result.action} @ {result.current_price:.8g}{extra}"), flush=True)
+            print(
+                mask(f"{when} {result.symbol} {result.action} @ {result.current_price:.8g}{extra}"),
+                flush=True,
+            )
 
     def show_risk(rejection: Any) -> None:
         print(mask(f"risk {rejection.risk_name} rejected {rejection.symbol}: {rejection.note}"), flush=True)

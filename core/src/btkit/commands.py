@@ -113,15 +113,21 @@ class PositionCommand:
         """Re-check the rule, call the broker (live), and apply the change only when it confirms."""
         before = inst.state.pending
         if before is None or before.id != self.signal_id:
-            log.info("%s for signal %s on %s dropped: that position is no longer open", self.name,
-                     self.signal_id, inst.symbol)
+            log.info(
+                "%s for signal %s on %s dropped: that position is no longer open",
+                self.name,
+                self.signal_id,
+                inst.symbol,
+            )
             return False
         price = obs.vwap
         after = self.rule(before, price=price, when=when, cfg=inst.cfg)
         if isinstance(after, rules.Rejection):
             await inst.run.report(
-                BtkitError(f"{self.name} for signal {before.id} no longer applies at the tick's price: "
-                           f"{after.reason}; the position is unchanged"),
+                BtkitError(
+                    f"{self.name} for signal {before.id} no longer applies at the tick's price: "
+                    f"{after.reason}; the position is unchanged"
+                ),
                 f"position command on {inst.symbol}",
             )
             return False
@@ -201,7 +207,9 @@ class TrailingStopCommand(PositionCommand):
 
     def payload(self, common: Common, before: SignalRow, after: SignalRow, price: float) -> CommitPayload:
         return TrailingCommit(
-            **common, percent_shift=self.percent_shift, current_price=price,
+            **common,
+            percent_shift=self.percent_shift,
+            current_price=price,
             new_stop_loss_price=after.stop_loss,
         )
 
@@ -220,7 +228,9 @@ class TrailingTakeCommand(PositionCommand):
 
     def payload(self, common: Common, before: SignalRow, after: SignalRow, price: float) -> CommitPayload:
         return TrailingCommit(
-            **common, percent_shift=self.percent_shift, current_price=price,
+            **common,
+            percent_shift=self.percent_shift,
+            current_price=price,
             new_take_profit_price=after.take_profit,
         )
 

@@ -257,7 +257,9 @@ def _drive_inline(coro: Any) -> Any:
         coro.send(None)
     except StopIteration as done:
         return done.value
-    except RuntimeError as exc:  # it asked for the running loop (to_thread, an async client) before suspending
+    except (
+        RuntimeError
+    ) as exc:  # it asked for the running loop (to_thread, an async client) before suspending
         if "event loop" not in str(exc):
             raise
         raise _NeedsLoop from None

@@ -194,7 +194,9 @@ class Components:
         names = sorted(table)
         ccxt = [n for n in names if n.startswith("ccxt:")]
         if len(ccxt) > 3:
-            names = [n for n in names if not n.startswith("ccxt:")] + [f"ccxt:<id> ({len(ccxt)} ccxt exchanges)"]
+            names = [n for n in names if not n.startswith("ccxt:")] + [
+                f"ccxt:<id> ({len(ccxt)} ccxt exchanges)"
+            ]
         known = ", ".join(names) or "none"
         raise UnknownComponentError(f"no {kind} named {name!r} is registered (known: {known}){hint}")
 

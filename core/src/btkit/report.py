@@ -441,7 +441,9 @@ def dump_report(
     if png and len(stats.equity_curve) >= 2:
         image = name[: -len(".md")] + ".png"
         write_equity_png(stats, Path(directory) / image)
-    text = render_markdown(title, stats, extra=extra, max_rows=max_rows, equity_image=image, sections=sections)
+    text = render_markdown(
+        title, stats, extra=extra, max_rows=max_rows, equity_image=image, sections=sections
+    )
     return write_report(directory, name, text)
 
 

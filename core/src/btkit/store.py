@@ -566,4 +566,3 @@ def store_exchange(
     """
     ex = _StoreExchange(source, store if store is not None else CandleStore(root), gaps)
     return ExchangeSpec(name=name or source, get_candles=ex.get_candles, dist="btkit")
-

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pluggy
 import pytest
+
 from btkit import hookspecs
 from btkit.components import PersistenceBackendSpec
 from btkit.defaults import file_persistence

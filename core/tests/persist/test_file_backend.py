@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
 from btkit.errors import CorruptStateError, PersistenceError
 from btkit.persist.backend import DOMAINS, Change, Key
 from btkit.persist.file import DIR_LOCK_NAME, QUARANTINE_DIR, FileBackend

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from btkit.errors import PersistenceError, StateLockedError
 from btkit.persist.backend import Change
 from btkit.persist.file import FileBackend

@@ -16,10 +16,11 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import btkit_redis
 import pluggy
 import pytest
 import redis
+
+import btkit_redis
 from btkit import hookspecs
 from btkit.errors import CorruptStateError, PersistenceError, StateLockedError
 from btkit.persist.backend import Change, Key

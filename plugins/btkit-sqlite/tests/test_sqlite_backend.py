@@ -15,9 +15,10 @@ import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import btkit_sqlite
 import pluggy
 import pytest
+
+import btkit_sqlite
 from btkit import hookspecs
 from btkit.errors import CorruptStateError, PersistenceError, StateLockedError
 from btkit.persist.backend import DOMAINS, Change, Key

@@ -105,15 +105,17 @@ def on_active(result: Any) -> None:
         return  # the target follows on the next tick, from the new effective entry
     if len(prices) > 1:
         # False (nothing changes) when the target is already there: it only ever moves closer
-        commit_trailing_take(symbol, take_profit_shift(view.price_open, view.original_price_take_profit,
-                                                       TAKE_PROFIT_PERCENT))
+        commit_trailing_take(
+            symbol, take_profit_shift(view.price_open, view.original_price_take_profit, TAKE_PROFIT_PERCENT)
+        )
 
 
 @btkit.hookimpl
 def btkit_strategies() -> list[StrategySpec]:
     """The registry hook: the strategy as ``dca-ladder`` and under the alias ``dca``."""
     return [
-        StrategySpec(name=name, interval=INTERVAL, get_signal=get_signal, callbacks={"on_active": on_active},
-                     dist=DIST)
+        StrategySpec(
+            name=name, interval=INTERVAL, get_signal=get_signal, callbacks={"on_active": on_active}, dist=DIST
+        )
         for name in ("dca-ladder", "dca")
     ]

@@ -75,7 +75,9 @@ def breakout(high: np.ndarray, close: np.ndarray, channel: int = CHANNEL) -> boo
     return bool(c[-1] > h[-channel - 1 : -1].max())
 
 
-def stop_shift(effective_entry: float, original_stop_loss: float, price: float, trail_percent: float) -> float:
+def stop_shift(
+    effective_entry: float, original_stop_loss: float, price: float, trail_percent: float
+) -> float:
     """The ``percent_shift`` for ``commit_trailing_stop`` that puts a long's stop ``trail_percent`` %
     under ``price``: the new distance from the effective entry is the original distance plus the shift."""
     original_distance = (effective_entry - original_stop_loss) / effective_entry * 100
@@ -109,7 +111,9 @@ def on_active(result: Any) -> None:
     if view.price_stop_loss < view.price_open:
         commit_breakeven(symbol)  # False until the price moved far enough
     if result.percent_tp >= TRAIL_FROM:
-        commit_trailing_stop(symbol, stop_shift(view.price_open, view.original_price_stop_loss, price, TRAIL_PERCENT))
+        commit_trailing_stop(
+            symbol, stop_shift(view.price_open, view.original_price_stop_loss, price, TRAIL_PERCENT)
+        )
     if result.percent_sl >= CUT_LOSS_AT and not any(p.kind == "loss" for p in view.partials):
         commit_partial_loss(symbol, CUT_LOSS_PERCENT)
 
@@ -118,7 +122,8 @@ def on_active(result: Any) -> None:
 def btkit_strategies() -> list[StrategySpec]:
     """The registry hook: the strategy as ``partials-trailing`` and under the alias ``partials``."""
     return [
-        StrategySpec(name=name, interval=INTERVAL, get_signal=get_signal, callbacks={"on_active": on_active},
-                     dist=DIST)
+        StrategySpec(
+            name=name, interval=INTERVAL, get_signal=get_signal, callbacks={"on_active": on_active}, dist=DIST
+        )
         for name in ("partials-trailing", "partials")
     ]

@@ -14,8 +14,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import btkit
 import numpy as np
+
+import btkit
 from btkit.components import StrategySpec
 
 __all__ = [

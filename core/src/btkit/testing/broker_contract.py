@@ -255,28 +255,45 @@ class Payloads:
 
     def _base(self, signal_id: str, action: str, attempt: int) -> dict[str, Any]:
         return dict(
-            symbol=self.symbol, strategy_name=self.strategy_name, exchange_name=self.exchange_name,
-            signal_id=signal_id, when=WHEN, attempt=attempt,
-            client_order_id=client_order_id(signal_id, action), position="long",
+            symbol=self.symbol,
+            strategy_name=self.strategy_name,
+            exchange_name=self.exchange_name,
+            signal_id=signal_id,
+            when=WHEN,
+            attempt=attempt,
+            client_order_id=client_order_id(signal_id, action),
+            position="long",
         )
 
     def open(self, signal_id: str, attempt: int = 1, *, type: str = "open") -> OpenCommit:
         return OpenCommit(
-            **self._base(signal_id, type, attempt), type=type,  # type: ignore[arg-type]
-            cost=100.0, price_open=self.price if type == "open" else self.price * 0.99,
-            price_take_profit=self.price * 1.05, price_stop_loss=self.price * 0.95,
+            **self._base(signal_id, type, attempt),
+            type=type,  # type: ignore[arg-type]
+            cost=100.0,
+            price_open=self.price if type == "open" else self.price * 0.99,
+            price_take_profit=self.price * 1.05,
+            price_stop_loss=self.price * 0.95,
         )
 
     def close(self, signal_id: str, attempt: int = 1) -> CloseCommit:
         return CloseCommit(
-            **self._base(signal_id, "close", attempt), cost=100.0, current_price=self.price * 1.05,
-            price_open=self.price, price_take_profit=self.price * 1.05, price_stop_loss=self.price * 0.95,
-            close_reason="take_profit", pnl=None, total_entries=1, total_partials=0,
+            **self._base(signal_id, "close", attempt),
+            cost=100.0,
+            current_price=self.price * 1.05,
+            price_open=self.price,
+            price_take_profit=self.price * 1.05,
+            price_stop_loss=self.price * 0.95,
+            close_reason="take_profit",
+            pnl=None,
+            total_entries=1,
+            total_partials=0,
         )
 
     def cancel(self, signal_id: str, attempt: int = 1) -> CancelCommit:
         return CancelCommit(
-            **self._base(signal_id, "cancel", attempt), reason="user", price_open=self.price * 0.99,
+            **self._base(signal_id, "cancel", attempt),
+            reason="user",
+            price_open=self.price * 0.99,
         )
 
     def command(self, method: str, signal_id: str, attempt: int = 1, *, seq: int = 1) -> CommitPayload:
@@ -285,14 +302,22 @@ class Payloads:
         base = self._base(signal_id, tag, attempt)
         p = self.price
         if method in ("on_partial_profit_commit", "on_partial_loss_commit"):
-            return PartialCommit(**base, percent_to_close=25.0, cost=100.0, current_price=p * 1.02,
-                                 price_take_profit=p * 1.05, price_stop_loss=p * 0.95)
+            return PartialCommit(
+                **base,
+                percent_to_close=25.0,
+                cost=100.0,
+                current_price=p * 1.02,
+                price_take_profit=p * 1.05,
+                price_stop_loss=p * 0.95,
+            )
         if method == "on_trailing_stop_commit":
-            return TrailingCommit(**base, percent_shift=1.0, current_price=p * 1.02,
-                                  new_stop_loss_price=p * 0.97)
+            return TrailingCommit(
+                **base, percent_shift=1.0, current_price=p * 1.02, new_stop_loss_price=p * 0.97
+            )
         if method == "on_trailing_take_commit":
-            return TrailingCommit(**base, percent_shift=1.0, current_price=p * 1.02,
-                                  new_take_profit_price=p * 1.06)
+            return TrailingCommit(
+                **base, percent_shift=1.0, current_price=p * 1.02, new_take_profit_price=p * 1.06
+            )
         if method == "on_breakeven_commit":
             return BreakevenCommit(**base, current_price=p * 1.02, new_stop_loss_price=p)
         if method == "on_average_buy_commit":
@@ -417,8 +442,10 @@ class BrokerContract:
     def test_no_misspelled_broker_methods(self, session: ContractSession) -> None:
         broker = session.broker
         suspicious = [
-            n for n in dir(broker)
-            if n.startswith("on_") and n not in BROKER_METHODS
+            n
+            for n in dir(broker)
+            if n.startswith("on_")
+            and n not in BROKER_METHODS
             and (n.endswith(("_commit", "_check")) or difflib.get_close_matches(n, BROKER_METHODS, 1, 0.8))
         ]
         assert not suspicious, (

@@ -31,12 +31,13 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
 from btkit.errors import CorruptStateError, PersistenceError, StateLockedError
 from btkit.persist.backend import Change, Key
 from btkit.persist.file import check_domain, describe, dump_document, load_document, utc_stamp
 from btkit.persist.keys import decode_part, encode_key, encode_part
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 log = logging.getLogger("btkit.persist.redis")
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from btkit.components import PersistenceBackendSpec
 from btkit.hookspecs import hookimpl
-
 from btkit_sqlite.backend import MIGRATIONS, SCHEMA_VERSION, SqliteBackend
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SqliteBackend", "btkit_persistence_backends"]

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import filelock
+
 from btkit.errors import CorruptStateError, PersistenceError, StateLockedError
 from btkit.persist.backend import Change, Key
 from btkit.persist.file import check_domain, describe, dump_document, load_document, utc_stamp
