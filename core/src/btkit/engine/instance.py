@@ -12,8 +12,8 @@ import asyncio
 import inspect
 import logging
 import time
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 import numpy as np
@@ -610,53 +610,23 @@ class StrategyInstance:
         when = decision.time
         gate = self.run.gate
         if gate is not None and notify:
-            intent = Intent(
-                action="cancel",
-                signal_id=row.id,
-                client_order_id=client_order_id(row.id, "cancel"),
-                attempt=attempt,
-                row=row,
-                reason=decision.reason,
-                price=decision.price,
-                time=decision.time,
-            )
-            self._commit(attrs.evolve(self.state, strategy=attrs.evolve(self.state.strategy, intent=intent)))
-            verdict = await gate.call(
-                "on_signal_cancel_commit",
-                CancelCommit(
+
+            def payload(coid: str, n: int) -> CancelCommit:
+                return CancelCommit(
                     symbol=self.symbol,
                     strategy_name=self.strategy.name,
                     exchange_name=self.exchange_name,
                     signal_id=row.id,
                     when=when,
-                    attempt=attempt + 1,
-                    client_order_id=intent.client_order_id,
+                    attempt=n,
+                    client_order_id=coid,
                     position=row.position,
                     reason=decision.reason,
                     price_open=row.price_open,
-                ),
-            )
-            if verdict.kind == "transient" and attempt + 1 < self.cfg.order_close_retry_attempts:
-                st = self.state.strategy
-                self._commit(
-                    attrs.evolve(
-                        self.state,
-                        strategy=attrs.evolve(st, intent=attrs.evolve(intent, attempt=attempt + 1)),
-                    )
                 )
-                await self.run.report(
-                    verdict.error, f"broker cancel of {row.id} on {self.symbol}: retrying next tick"
-                )
+
+            if not await self._exit_through_broker("cancel", row, decision, attempt, payload):
                 return self._result(Waiting, when, decision.price, row)
-            if not verdict.confirmed and verdict.kind != "deleted":
-                await self.run.report(
-                    BtkitError(
-                        f"FATAL: broker cancel of {row.id} on {self.symbol} {verdict.kind} ({verdict.error}); the "
-                        "resting entry was dropped in the engine but may still fill — check the exchange by hand"
-                    ),
-                    "broker cancel forced",
-                    fatal=True,
-                )
         st = attrs.evolve(
             self.state.strategy,
             intent=None,
@@ -712,6 +682,58 @@ class StrategyInstance:
             return row
         return attrs.evolve(row, price_best=best, price_worst=worst)
 
+    async def _exit_through_broker(
+        self,
+        action: Literal["close", "cancel"],
+        row: SignalRow,
+        decision: CloseDecision | CancelDecision,
+        attempt: int,
+        payload: Callable[[str, int], Any],
+    ) -> bool:
+        """Persist the close/cancel intent, then call the broker. True: go on and apply the change
+        (confirmed, gone, or forced after final failure — forced is reported as fatal). False: transient,
+        nothing changed but the attempt counter; the same action is retried next tick."""
+        assert self.run.gate is not None
+        intent = Intent(
+            action=action,
+            signal_id=row.id,
+            client_order_id=client_order_id(row.id, action),
+            attempt=attempt,
+            row=row,
+            reason=decision.reason,
+            price=decision.price,
+            time=decision.time,
+        )
+        state = attrs.evolve(self.state, strategy=attrs.evolve(self.state.strategy, intent=intent))
+        self._commit(attrs.evolve(state, pending=row) if action == "close" else state)
+        method = "on_signal_close_commit" if action == "close" else "on_signal_cancel_commit"
+        verdict = await self.run.gate.call(method, payload(intent.client_order_id, attempt + 1))
+        limit = self.cfg.order_close_retry_attempts
+        if verdict.kind == "transient" and attempt + 1 < limit:
+            retry = attrs.evolve(intent, attempt=attempt + 1)
+            self._commit(attrs.evolve(self.state, strategy=attrs.evolve(self.state.strategy, intent=retry)))
+            await self.run.report(
+                verdict.error,
+                f"broker {action} of {row.id} on {self.symbol}: attempt {attempt + 1}/{limit} failed, "
+                "retrying next tick",
+            )
+            return False
+        if not verdict.confirmed and verdict.kind != "deleted":
+            consequence = (
+                "the position was closed in the engine"
+                if action == "close"
+                else "the resting entry was dropped in the engine but may still fill"
+            )
+            await self.run.report(
+                BtkitError(
+                    f"FATAL: broker {action} of {row.id} on {self.symbol} {verdict.kind} ({verdict.error}); "
+                    f"{consequence} — check the exchange by hand"
+                ),
+                f"broker {action} forced",
+                fatal=True,
+            )
+        return True
+
     async def _close(
         self, decision: CloseDecision, row: SignalRow, *, attempt: int = 0, notify: bool = True
     ) -> TickResult:
@@ -722,31 +744,16 @@ class StrategyInstance:
         )
         gate = self.run.gate
         if gate is not None and notify:
-            intent = Intent(
-                action="close",
-                signal_id=row.id,
-                client_order_id=client_order_id(row.id, "close"),
-                attempt=attempt,
-                row=row,
-                reason=decision.reason,
-                price=decision.price,
-                time=decision.time,
-            )
-            self._commit(
-                attrs.evolve(
-                    self.state, pending=row, strategy=attrs.evolve(self.state.strategy, intent=intent)
-                )
-            )
-            verdict = await gate.call(
-                "on_signal_close_commit",
-                CloseCommit(
+
+            def payload(coid: str, n: int) -> CloseCommit:
+                return CloseCommit(
                     symbol=self.symbol,
                     strategy_name=self.strategy.name,
                     exchange_name=self.exchange_name,
                     signal_id=row.id,
                     when=when,
-                    attempt=attempt + 1,
-                    client_order_id=intent.client_order_id,
+                    attempt=n,
+                    client_order_id=coid,
                     position=row.position,
                     cost=pnl_math.remaining_cost(row),
                     current_price=decision.price,
@@ -757,31 +764,10 @@ class StrategyInstance:
                     pnl=pnl,
                     total_entries=len(row.entries),
                     total_partials=len(row.partials),
-                ),
-            )
-            if verdict.kind == "transient" and attempt + 1 < cfg.order_close_retry_attempts:
-                st = self.state.strategy
-                self._commit(
-                    attrs.evolve(
-                        self.state,
-                        strategy=attrs.evolve(st, intent=attrs.evolve(intent, attempt=attempt + 1)),
-                    )
                 )
-                await self.run.report(
-                    verdict.error,
-                    f"broker close of {row.id} on {self.symbol}: attempt {attempt + 1}/"
-                    f"{cfg.order_close_retry_attempts} failed, retrying next tick",
-                )
+
+            if not await self._exit_through_broker("close", row, decision, attempt, payload):
                 return self._result(Active, when, decision.price, row, pnl=pnl)
-            if not verdict.confirmed and verdict.kind != "deleted":
-                await self.run.report(
-                    BtkitError(
-                        f"FATAL: broker close of {row.id} on {self.symbol} {verdict.kind} "
-                        f"({verdict.error}); the position was closed in the engine — check the exchange by hand"
-                    ),
-                    "broker close forced",
-                    fatal=True,
-                )
         closed = self._result(
             Closed,
             when,
