@@ -2,7 +2,7 @@
 
 For each frame timestamp it ticks the instance (the same tick live uses). When a tick opens or schedules
 a signal, the instance resolves the whole signal over the following 1-minute candles in one numpy pass
-(``StrategyInstance.resolve_fast``), and the driver skips to the first frame timestamp strictly after
+(``engine.fastpath.resolve``), and the driver skips to the first frame timestamp strictly after
 the close. Idle timestamps inside an already-used strategy-interval bucket are skipped without a tick
 unless someone listens for idle pings — they could not do anything.
 """
@@ -23,6 +23,7 @@ from btkit import events
 from btkit.components import interval_ms
 from btkit.config import get_config
 from btkit.context import datetime_to_ms
+from btkit.engine import fastpath
 from btkit.engine.run import Run
 from btkit.engine.stream import ResultStream
 from btkit.market import wall_clock_ms
@@ -111,7 +112,7 @@ async def run_backtest(
                 collected.append(result)
                 yield result
                 last = result.timestamp
-                for follow in await inst.resolve_fast():
+                for follow in await fastpath.resolve(inst):
                     collected.append(follow)
                     yield follow
                     last = getattr(follow, "close_timestamp", follow.timestamp)

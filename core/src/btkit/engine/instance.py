@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any, Literal
 import attrs
 import numpy as np
 
-from btkit import candles as ca
 from btkit import events
 from btkit.broker_payloads import (
     CancelCommit,
@@ -28,8 +27,9 @@ from btkit.broker_payloads import (
 )
 from btkit.components import StrategySpec, interval_ms
 from btkit.context import ExecutionContext, entered, ms_to_datetime
+from btkit.engine import announce
 from btkit.engine.state import MAX_REJECTED_IDS, InstanceState, Intent, Levels
-from btkit.errors import BtkitError, InsufficientDataError, SignalValidationError
+from btkit.errors import BtkitError, SignalValidationError
 from btkit.lifecycle import machine
 from btkit.lifecycle import pnl as pnl_math
 from btkit.lifecycle.machine import ActivateDecision, CancelDecision, CloseDecision, Observation
@@ -54,41 +54,6 @@ if TYPE_CHECKING:
     from btkit.engine.run import Run
 
 log = logging.getLogger("btkit.engine")
-
-SCAN_CHUNK = 10_000  # candles per fast-path chunk when a signal has no lifetime limit
-PER_CANDLE_STREAMS = (
-    "active_ping",
-    "schedule_ping",
-    "partial_profit_available",
-    "partial_loss_available",
-    "breakeven_available",
-)
-
-
-@attrs.frozen(kw_only=True)
-class Ping:
-    """What ``listen_*_ping`` listeners receive on every live tick / backtest candle."""
-
-    symbol: str
-    strategy_name: str
-    exchange_name: str
-    current_price: float
-    signal: Any
-    backtest: bool
-    timestamp: int
-
-
-@attrs.frozen(kw_only=True)
-class LevelEvent:
-    """A partial-profit/loss level (10 … 100 % of the way to TP/SL) or breakeven became available."""
-
-    symbol: str
-    strategy_name: str
-    level: int
-    current_price: float
-    signal: Any
-    backtest: bool
-    timestamp: int
 
 
 class StrategyInstance:
@@ -425,7 +390,7 @@ class StrategyInstance:
         if events.has_listeners("idle_ping"):
             if price is None:
                 price = await self.market.vwap(self.symbol, when)
-            await self._ping("idle_ping", when, price, None)
+            await announce.ping(self, "idle_ping", when, price, None)
         return self._result(Idle, when, price if price is not None else 0.0, None)
 
     async def _call_get_signal(self, when: int, price: float) -> Any:
@@ -601,7 +566,7 @@ class StrategyInstance:
             if verdict.kind == "deleted":
                 return await self._cancel(CancelDecision("user", o.vwap, when), row, notify=False)
         if events.has_listeners("schedule_ping"):
-            await self._ping("schedule_ping", when, o.vwap, row)
+            await announce.ping(self, "schedule_ping", when, o.vwap, row)
         return self._result(Waiting, when, o.vwap, row)
 
     async def _cancel(
@@ -659,9 +624,9 @@ class StrategyInstance:
                 return await self._close(CloseDecision("closed", o.vwap, when), row, notify=False)
         if row is not self.state.pending:  # a new best/worst price: persisted like any other change
             self._commit(attrs.evolve(self.state, pending=row))
-        await self._announce_levels(row, o, when)
+        await announce.levels(self, row, o, when)
         if events.has_listeners("active_ping"):
-            await self._ping("active_ping", when, o.vwap, row)
+            await announce.ping(self, "active_ping", when, o.vwap, row)
             row = self.state.pending or row
         await self._run_commands(when, o)
         row = self.state.pending
@@ -808,83 +773,6 @@ class StrategyInstance:
         )  # type: ignore[arg-type]
         return await self._cancel(decision_c, self.state.scheduled or intent.row, attempt=intent.attempt)
 
-    # ------------------------------------------------------------ events for position management
-    async def _ping(self, stream: str, when: int, price: float, row: SignalRow | None) -> None:
-        ping = Ping(
-            symbol=self.symbol,
-            strategy_name=self.strategy.name,
-            exchange_name=self.exchange_name,
-            current_price=price,
-            signal=view_of(row) if row is not None else None,
-            backtest=self.backtest,
-            timestamp=when,
-        )
-        with entered(self.context(when)):
-            await events.emit(stream, ping)
-
-    async def _announce_levels(self, row: SignalRow, o: Observation, when: int) -> None:
-        if not any(events.has_listeners(s) for s in PER_CANDLE_STREAMS[2:]):
-            return
-        levels = self.state.levels if self.state.levels.signal_id == row.id else Levels(signal_id=row.id)
-        to_tp, to_sl = machine.progress(row, o.vwap)
-        new_profit = [lv for lv in range(10, 101, 10) if to_tp >= lv and lv not in levels.profit]
-        new_loss = [lv for lv in range(10, 101, 10) if to_sl >= lv and lv not in levels.loss]
-        cfg = self.cfg
-        threshold = 2 * (cfg.percent_slippage + cfg.percent_fee) + cfg.breakeven_threshold
-        entry = pnl_math.effective_entry(row)
-        moved = (o.vwap - entry) / entry * 100 * (1 if row.is_long else -1)
-        breakeven_now = not levels.breakeven and moved >= threshold
-        if not (new_profit or new_loss or breakeven_now):
-            return
-        updated = attrs.evolve(
-            levels,
-            profit=tuple(sorted((*levels.profit, *new_profit))),
-            loss=tuple(sorted((*levels.loss, *new_loss))),
-            breakeven=levels.breakeven or breakeven_now,
-        )
-        self._commit(attrs.evolve(self.state, levels=updated))
-        view = view_of(row)
-        with entered(self.context(when)):
-            for lv in new_profit:
-                await events.emit(
-                    "partial_profit_available",
-                    LevelEvent(
-                        symbol=self.symbol,
-                        strategy_name=self.strategy.name,
-                        level=lv,
-                        current_price=o.vwap,
-                        signal=view,
-                        backtest=self.backtest,
-                        timestamp=when,
-                    ),
-                )
-            for lv in new_loss:
-                await events.emit(
-                    "partial_loss_available",
-                    LevelEvent(
-                        symbol=self.symbol,
-                        strategy_name=self.strategy.name,
-                        level=lv,
-                        current_price=o.vwap,
-                        signal=view,
-                        backtest=self.backtest,
-                        timestamp=when,
-                    ),
-                )
-            if breakeven_now:
-                await events.emit(
-                    "breakeven_available",
-                    LevelEvent(
-                        symbol=self.symbol,
-                        strategy_name=self.strategy.name,
-                        level=0,
-                        current_price=o.vwap,
-                        signal=view,
-                        backtest=self.backtest,
-                        timestamp=when,
-                    ),
-                )
-
     async def _run_commands(self, when: int, o: Observation) -> None:
         """Carry out position commands queued by user code during this tick (see btkit.commands)."""
         while self.pending_commands:
@@ -893,113 +781,6 @@ class StrategyInstance:
                 await command.execute(self, when, o)
             except Exception as exc:
                 await self.run.report(exc, f"position command {type(command).__name__} on {self.symbol}")
-
-    # ------------------------------------------------------------ backtest fast path
-    def needs_per_candle(self) -> bool:
-        cb = self.strategy.callbacks
-        has_cb = cb is not None and any(
-            (getattr(cb, n, None) or (cb.get(n) if isinstance(cb, dict) else None))
-            for n in ("on_active", "on_waiting")
-        )
-        # a queued position command (e.g. from a listener of the "opened" result) applies on the next tick
-        if self.pending_commands:
-            return True
-        return has_cb or any(events.has_listeners(s) for s in PER_CANDLE_STREAMS)
-
-    async def resolve_fast(self) -> list[TickResult]:
-        """Backtest: resolve the scheduled/open signal over following candles; return what happened."""
-        out: list[TickResult] = []
-        while self.state.scheduled is not None or self.state.pending is not None:
-            if self.state.scheduled is not None:
-                out.append(await self._resolve_scheduled())
-            else:
-                out.append(await self._resolve_pending())
-        return out
-
-    async def _candles_from(self, first_examined: int, count: int) -> tuple[np.ndarray, ...]:
-        """1m candles so that index ``w-1`` is the candle opening at ``first_examined`` (VWAP window)."""
-        w = self.cfg.avg_price_candles_count
-        ts, _o, h, lo, c, v = await self.market.block(
-            self.symbol, first_examined - (w - 1) * MINUTE_MS, count + w - 1
-        )
-        if len(ts) < w or int(ts[w - 1]) != first_examined:
-            raise InsufficientDataError(
-                f"insufficient candle data: no 1m candles for {self.symbol} at "
-                f"{ms_to_datetime(first_examined):%Y-%m-%d %H:%M} on exchange {self.exchange_name} to resolve the "
-                "signal; extend the data or shorten the frame"
-            )
-        vw = ca.rolling_vwap(h, lo, c, v, w)
-        return ts[w - 1 :], vw[w - 1 :], lo[w - 1 :], h[w - 1 :]
-
-    async def _per_candle(
-        self, ts: np.ndarray, vw: np.ndarray, lo: np.ndarray, hi: np.ndarray
-    ) -> TickResult | None:
-        """The slow path: the live tick, candle by candle (listeners or callbacks may act on each)."""
-        for i in range(len(ts)):
-            obs = Observation(int(ts[i]) + MINUTE_MS, float(vw[i]), float(lo[i]), float(hi[i]))
-            result = await self.tick(obs.time, obs)
-            if isinstance(result, (Closed, Cancelled, Opened)):
-                return result
-        return None
-
-    async def _resolve_pending(self) -> TickResult:
-        row = self.state.pending
-        assert row is not None and row.pending_at is not None
-        met = row.minute_estimated_time
-        start = row.pending_at
-        while True:
-            count = (met + 5) if met is not None else SCAN_CHUNK
-            ts, vw, lo, hi = await self._candles_from(start, count)
-            if self.needs_per_candle():
-                result = await self._per_candle(ts, vw, lo, hi)
-                if result is not None:
-                    return result
-            else:
-                row = self.state.pending
-                assert row is not None
-                hit = machine.scan_pending(row, ts, vw, lo, hi, self.cfg, self.run.frame_end)
-                if hit is not None:
-                    idx, decision = hit
-                    best, worst = machine.extremes(row, lo[: idx + 1], hi[: idx + 1])
-                    row = attrs.evolve(row, price_best=best, price_worst=worst)
-                    return await self._close(decision, row)
-                best, worst = machine.extremes(row, lo, hi)
-                self.state = attrs.evolve(
-                    self.state, pending=attrs.evolve(row, price_best=best, price_worst=worst)
-                )
-            if met is not None and len(ts) >= count:
-                raise InsufficientDataError(
-                    f"signal {row.id} on {self.symbol} did not resolve within its lifetime"
-                )
-            if len(ts) < count:
-                raise InsufficientDataError(
-                    f"insufficient candle data: exchange {self.exchange_name} ends at "
-                    f"{ms_to_datetime(int(ts[-1])):%Y-%m-%d %H:%M} before signal {row.id} on {self.symbol} closed; "
-                    "extend the data or end the frame earlier"
-                )
-            start = int(ts[-1]) + MINUTE_MS
-
-    async def _resolve_scheduled(self) -> TickResult:
-        row = self.state.scheduled
-        assert row is not None
-        lifetime = row.minute_estimated_time or 0
-        count = self.cfg.schedule_await_minutes + lifetime + 1
-        ts, vw, lo, hi = await self._candles_from(row.scheduled_at, count)
-        if self.needs_per_candle():
-            result = await self._per_candle(ts, vw, lo, hi)
-            if result is not None:
-                return result
-        else:
-            hit = machine.scan_scheduled(row, ts, vw, lo, hi, self.cfg, self.run.frame_end)
-            if hit is not None:
-                idx, decision = hit
-                if isinstance(decision, CancelDecision):
-                    return await self._cancel(decision, row)
-                return await self._activate(decision, row, float(vw[idx]))
-        raise InsufficientDataError(
-            f"insufficient candle data: scheduled signal {row.id} on {self.symbol} neither filled nor timed out "
-            "within the candles the exchange has; extend the data or end the frame earlier"
-        )
 
 
 def _signal_of(row: SignalRow) -> Any:
@@ -1019,4 +800,4 @@ def _signal_of(row: SignalRow) -> Any:
     )
 
 
-__all__: Sequence[str] = ("LevelEvent", "Ping", "StrategyInstance")
+__all__: Sequence[str] = ("StrategyInstance",)
