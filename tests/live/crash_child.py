@@ -180,7 +180,11 @@ def run(options: dict[str, Any]) -> int:
     broker_log = os.path.join(log_dir, "broker.jsonl")
 
     btkit.set_config(**ENGINE_CONFIG)
-    btkit.use_persistence("file", root=dump_dir)
+    if options.get("persistence") == "sqlite":  # the same crash loop over btkit-sqlite (issue 6)
+        os.makedirs(dump_dir, exist_ok=True)
+        btkit.use_persistence("sqlite", path=os.path.join(dump_dir, "btkit.sqlite3"))
+    else:
+        btkit.use_persistence("file", root=dump_dir)
     btkit.add_strategy(STRATEGY, get_signal, interval="1m")
     btkit.Broker.use_adapter(LoggingPaperBroker(broker_log, options.get("kill_in_broker_call")))
     btkit.Broker.enable()

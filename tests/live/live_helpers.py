@@ -131,13 +131,19 @@ def raw_documents(dump: Path) -> Iterable[Path]:
             yield from (p for p in base.rglob("*.json") if not p.name.startswith("."))
 
 
-def load_snapshot(dump: Path, symbols: Iterable[str]) -> Snapshot:
+def load_snapshot(dump: Path, symbols: Iterable[str], persistence: str = "file") -> Snapshot:
     """Parse every stored document strictly, then load each instance as a restart would (raises on
-    anything corrupt: the file backend quarantines it and BackendStore raises CorruptStateError)."""
+    anything corrupt: the backend quarantines it and BackendStore raises CorruptStateError)."""
     temp = sum(1 for p in dump.rglob("*.btkit-tmp"))
-    for path in raw_documents(dump):
-        load_document(path.read_bytes())  # ValueError on a torn or mixed write
-    backend = FileBackend(dump)
+    backend: Any
+    if persistence == "sqlite":
+        from btkit_sqlite import SqliteBackend
+
+        backend = SqliteBackend(dump / "btkit.sqlite3")
+    else:
+        for path in raw_documents(dump):
+            load_document(path.read_bytes())  # ValueError on a torn or mixed write
+        backend = FileBackend(dump)
     backend.open(exclusive=True)  # the child is dead: its lock must be free
     try:
         store = BackendStore(get_plugin_manager(), backend)
@@ -150,6 +156,16 @@ def load_snapshot(dump: Path, symbols: Iterable[str]) -> Snapshot:
     finally:
         backend.close()
     assert not (dump / "quarantine").exists(), "a crash left a document that had to be quarantined"
+    if persistence == "sqlite":
+        import sqlite3
+
+        with sqlite3.connect(dump / "btkit.sqlite3") as db:
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if "quarantine" in tables:
+                assert db.execute("SELECT COUNT(*) FROM quarantine").fetchone()[0] == 0, (
+                    "a row was quarantined"
+                )
+            assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     return Snapshot(states, histories, temp)
 
 
