@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -18,7 +16,6 @@ from pathlib import Path
 
 import pluggy
 import pytest
-import redis
 
 import btkit_redis
 from btkit import hookspecs
@@ -27,80 +24,11 @@ from btkit.persist.backend import Change, Key
 from btkit.persist.keys import encode_key
 from btkit.testing.persistence_contract import HOSTILE_PARTS, PersistenceContract
 from btkit_redis import RedisBackend, redact_url
+from btkit_redis.testing import REDIS_SERVER, RedisServer, free_port
 
-REDIS_SERVER = shutil.which("redis-server")
 pytestmark = pytest.mark.skipif(
     REDIS_SERVER is None, reason="redis-server is not on PATH (Debian/Ubuntu: apt-get install redis-server)"
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class RedisServer:
-    """A real redis-server on a free loopback port, AOF with fsync on every write, data in ``dir``."""
-
-    def __init__(self, directory: Path) -> None:
-        self.dir = directory
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        assert REDIS_SERVER is not None
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(
-            [
-                REDIS_SERVER,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-                "--dir",
-                str(self.dir),
-                "--logfile",
-                str(self.dir / "redis.log"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=1)
-        try:
-            for _ in range(200):
-                if self.proc.poll() is not None:
-                    pytest.fail(
-                        f"redis-server exited with {self.proc.returncode}; see {self.dir / 'redis.log'}"
-                    )
-                try:
-                    if client.ping():
-                        return
-                except redis.ConnectionError:
-                    time.sleep(0.05)
-                except redis.ResponseError:  # "LOADING": still replaying the AOF
-                    time.sleep(0.05)
-            pytest.fail("redis-server did not answer PING within 10 s")
-        finally:
-            client.close()
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
-
-    def client(self) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=self.port)
 
 
 @pytest.fixture(scope="module")
