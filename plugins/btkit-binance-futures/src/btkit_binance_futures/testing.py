@@ -37,23 +37,12 @@ from urllib.parse import parse_qsl, urlsplit
 
 import attrs
 
+from btkit.components import INTERVAL_MS as BTKIT_INTERVAL_MS
+
 API_KEY = "fake-binance-api-key-0123456789"
 API_SECRET = "fake-binance-api-secret-9876543210"
 KLINE_START_MS = 1_704_067_200_000  # 2024-01-01T00:00:00Z
-INTERVAL_MS: dict[str, int] = {
-    "1m": 60_000,
-    "3m": 180_000,
-    "5m": 300_000,
-    "15m": 900_000,
-    "30m": 1_800_000,
-    "1h": 3_600_000,
-    "2h": 7_200_000,
-    "4h": 14_400_000,
-    "6h": 21_600_000,
-    "8h": 28_800_000,
-    "12h": 43_200_000,
-    "1d": 86_400_000,
-}
+INTERVAL_MS: dict[str, int] = {**BTKIT_INTERVAL_MS, "12h": 43_200_000}  # Binance also serves 12h
 
 FAULT_KINDS: dict[str, str] = {
     "stall": "hold the request without processing it (the client times out → ccxt RequestTimeout)",
