@@ -103,6 +103,12 @@ def test_an_infinite_lifetime_limit_accepts_any_lifetime() -> None:
     check(sig(minute_estimated_time=10**7), cfg=EngineConfig(max_signal_lifetime_minutes=math.inf))
 
 
+def test_a_bracket_at_exactly_the_limit_is_not_refused_for_a_rounding_bit() -> None:
+    # at 0.7, a stop of 0.7·(1 − 20/100) computes as 20.000000000000004 % away: still within a 20 % limit
+    assert abs(0.7 * (1 - 20 / 100) - 0.7) / 0.7 * 100 > 20
+    check(sig("long", 0.71, 0.7 * (1 - 20 / 100)), price_open=0.7, current=0.7)
+
+
 @given(
     position=st.sampled_from(["long", "short"]),
     tp_pct=st.floats(0.5, 50.0),
@@ -114,7 +120,7 @@ def test_brackets_within_the_limits_always_pass(
 ) -> None:
     sign = 1 if position == "long" else -1
     tp = price * (1 + sign * (tp_pct + 1e-6) / 100)
-    sl = price * (1 - sign * (sl_pct + 1e-6) / 100) if sl_pct < 20 else price * (1 - sign * 0.19999)
+    sl = price * (1 - sign * min(sl_pct + 1e-6, 19.99999) / 100)  # inside [min, max], off the edges
     check(sig(position, tp, sl), price_open=price, current=price)
 
 

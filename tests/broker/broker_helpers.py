@@ -87,14 +87,12 @@ def differences(a: Any, b: Any, where: str = "") -> list[str]:
     return [] if a == b else [f"{where or 'value'}: {a!r} != {b!r}"]
 
 
-def without_extremes(snap: Snapshot) -> Snapshot:
-    """``snap`` without the open position's best/worst price: tracked in memory on every tick and
-    written with the next write, so disk may lag behind memory there (and only there)."""
-    row = snap.state.pending
-    if row is None:
-        return snap
-    row = attrs.evolve(row, price_best=None, price_worst=None)
-    return attrs.evolve(snap, state=attrs.evolve(snap.state, pending=row))
+def without_unwritten_bucket(snap: Snapshot) -> Snapshot:
+    """``snap`` without the interval bucket an idle tick consumed: kept in memory and written with the
+    decision it leads to (so a crash repeats get_signal rather than losing a signal); disk may lag behind
+    memory there, and only there. (Best/worst prices are written as soon as they change.)"""
+    st = snap.state.strategy
+    return attrs.evolve(snap, state=attrs.evolve(snap.state, strategy=attrs.evolve(st, last_bucket=None)))
 
 
 def retried(snap: Snapshot, at: int) -> Snapshot:

@@ -79,11 +79,6 @@ def get_signal(symbol: str, when: datetime, current_price: float) -> dict[str, A
     return signal
 
 
-#: symbols whose bucket is recorded for a minute get_signal answers with a signal, not yet persisted as
-#: an intent (see kill_before_write)
-DECIDING: set[str] = set()
-
-
 class LoggingPaperBroker:
     """Confirms every action like the paper broker, after logging it durably. With ``kill_at`` the
     process kills itself when the broker is called for the ``kill_at``-th time (before it answers)."""
@@ -124,32 +119,18 @@ class LoggingPaperBroker:
 def kill_before_write(number: int) -> dict[str, Any]:
     """SIGKILL this process just before the ``number``-th state document write or delete.
 
-    The one exception: while a symbol's get_signal has answered with a signal that is not yet persisted
-    as an intent, a crash loses that bucket's signal by design (the bucket is recorded before get_signal
-    is called, 10-lifecycle.md §3) — the kill moves to the first write after that window.
+    No write is exempt: the interval bucket is written together with the decision it leads to, so a
+    kill while get_signal runs just asks the strategy again after the restart.
     """
     from btkit.persist.file import FileBackend
 
-    count = {"n": 0, "armed": False}
+    count = {"n": 0}
     real_replace, real_delete = FileBackend._replace, FileBackend._delete
-
-    def first_intent(change: Any) -> bool:
-        intent = (change.document or {}).get("intent") if change.domain == "strategy" else None
-        return bool(intent) and intent["action"] in ("open", "schedule") and intent["attempt"] == 0
 
     def before(change: Any) -> None:
         count["n"] += 1
         if count["n"] == number:
-            count["armed"] = True
-        if count["armed"] and not DECIDING:
             os.kill(os.getpid(), signal.SIGKILL)
-        doc, symbol = change.document or {}, change.key[-1]
-        if first_intent(change):
-            DECIDING.discard(symbol)
-        elif change.domain == "strategy" and doc.get("intent") is None and doc.get("last_bucket") is not None:
-            bucket = doc["last_bucket"]
-            if bucket == doc.get("last_tick") and (bucket // 60_000) % EVERY_MINUTES == 0:
-                DECIDING.add(symbol)  # this minute's get_signal answers with a signal
 
     def replace(self: Any, change: Any, path: Any, data: bytes) -> None:
         before(change)

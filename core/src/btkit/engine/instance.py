@@ -282,7 +282,16 @@ class StrategyInstance:
             return await self._tick_pending(when, obs)
         if st.scheduled is not None:
             return await self._tick_scheduled(when, obs)
-        return await self._tick_idle(when)
+        try:
+            return await self._tick_idle(when)
+        except BaseException:
+            # the decision was not written: the bucket it consumed in memory is not consumed either
+            if self.run.store.persistent:
+                saved = self._saved.strategy.last_bucket
+                self.state = attrs.evolve(
+                    self.state, strategy=attrs.evolve(self.state.strategy, last_bucket=saved)
+                )
+            raise
 
     def already_done(self, when: int) -> bool:
         """Live: were the effects of the tick at ``when`` persisted before (by an earlier process)?
@@ -315,8 +324,10 @@ class StrategyInstance:
         if st.paused:
             return await self._idle(when, None)
         price = await self.market.vwap(self.symbol, when)
-        # the bucket is consumed before get_signal is called (a None answer still uses it)
-        self._commit(attrs.evolve(self.state, strategy=attrs.evolve(st, last_bucket=bucket)))
+        # the bucket is consumed before get_signal is called (a None answer still uses it). It is kept in
+        # memory and written with the decision it leads to: a crash before that decision repeats the call
+        # instead of losing the signal, and an idle bucket costs no fsync.
+        self.state = attrs.evolve(self.state, strategy=attrs.evolve(st, last_bucket=bucket))
         raw = await self._call_get_signal(when, price)
         if raw is None:
             return await self._idle(when, price)
@@ -383,8 +394,8 @@ class StrategyInstance:
 
     async def _release_bucket(self) -> None:
         st = self.state.strategy
-        if st.last_bucket is not None:
-            self._commit(attrs.evolve(self.state, strategy=attrs.evolve(st, last_bucket=None)))
+        if st.last_bucket is not None:  # in memory, like consuming it
+            self.state = attrs.evolve(self.state, strategy=attrs.evolve(st, last_bucket=None))
 
     async def _idle(self, when: int, price: float | None) -> TickResult:
         if events.has_listeners("idle_ping"):

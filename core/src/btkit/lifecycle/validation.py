@@ -36,6 +36,11 @@ def _pct(a: float, b: float) -> float:
     return abs(a - b) / b * 100.0
 
 
+# distances are compared with this much slack (percent points): a bracket built as price·(1 − 20/100)
+# must not fail a 20 % limit because of the last bit of a float
+_SLACK = 1e-9
+
+
 def validate(
     signal: Signal, *, price_open: float, current_price: float, opens_now: bool, cfg: EngineConfig
 ) -> None:
@@ -54,17 +59,17 @@ def validate(
         if not sl > price_open:
             raise SignalValidationError(f"short signal: stop-loss {sl} must be above the entry {price_open}")
     tp_dist, sl_dist = _pct(tp, price_open), _pct(sl, price_open)
-    if cfg.min_takeprofit_distance_percent and tp_dist < cfg.min_takeprofit_distance_percent:
+    if cfg.min_takeprofit_distance_percent and tp_dist < cfg.min_takeprofit_distance_percent - _SLACK:
         raise SignalValidationError(
             f"take-profit is {tp_dist:.4g}% from the entry, below min_takeprofit_distance_percent="
             f"{cfg.min_takeprofit_distance_percent}: it could not cover fees and slippage"
         )
-    if cfg.min_stoploss_distance_percent and sl_dist < cfg.min_stoploss_distance_percent:
+    if cfg.min_stoploss_distance_percent and sl_dist < cfg.min_stoploss_distance_percent - _SLACK:
         raise SignalValidationError(
             f"stop-loss is {sl_dist:.4g}% from the entry, below min_stoploss_distance_percent="
             f"{cfg.min_stoploss_distance_percent}"
         )
-    if cfg.max_stoploss_distance_percent and sl_dist > cfg.max_stoploss_distance_percent:
+    if cfg.max_stoploss_distance_percent and sl_dist > cfg.max_stoploss_distance_percent + _SLACK:
         raise SignalValidationError(
             f"stop-loss is {sl_dist:.4g}% from the entry, above max_stoploss_distance_percent="
             f"{cfg.max_stoploss_distance_percent}"
