@@ -133,15 +133,8 @@ class PositionCommand:
             return False
         gate = inst.run.gate
         if gate is not None:
-            common: Common = dict(
-                symbol=inst.symbol,
-                strategy_name=inst.strategy.name,
-                exchange_name=inst.exchange_name,
-                signal_id=before.id,
-                when=when,
-                attempt=1,
-                client_order_id=client_order_id(before.id, self.action(before, after)),
-                position=before.position,
+            common: Common = inst.commit_fields(
+                before, when, 1, client_order_id(before.id, self.action(before, after))
             )
             verdict = await gate.call(self.broker_method, self.payload(common, before, after, price))
             if not verdict.confirmed:

@@ -88,40 +88,19 @@ async def levels(inst: StrategyInstance, row: SignalRow, o: Observation, when: i
     )
     inst._commit(attrs.evolve(inst.state, levels=updated))
     view = view_of(row)
+    announcements = [
+        *(("partial_profit_available", lv) for lv in new_profit),
+        *(("partial_loss_available", lv) for lv in new_loss),
+        *((("breakeven_available", 0),) if breakeven_now else ()),
+    ]
     with entered(inst.context(when)):
-        for lv in new_profit:
+        for stream, lv in announcements:
             await events.emit(
-                "partial_profit_available",
+                stream,
                 LevelEvent(
                     symbol=inst.symbol,
                     strategy_name=inst.strategy.name,
                     level=lv,
-                    current_price=o.vwap,
-                    signal=view,
-                    backtest=inst.backtest,
-                    timestamp=when,
-                ),
-            )
-        for lv in new_loss:
-            await events.emit(
-                "partial_loss_available",
-                LevelEvent(
-                    symbol=inst.symbol,
-                    strategy_name=inst.strategy.name,
-                    level=lv,
-                    current_price=o.vwap,
-                    signal=view,
-                    backtest=inst.backtest,
-                    timestamp=when,
-                ),
-            )
-        if breakeven_now:
-            await events.emit(
-                "breakeven_available",
-                LevelEvent(
-                    symbol=inst.symbol,
-                    strategy_name=inst.strategy.name,
-                    level=0,
                     current_price=o.vwap,
                     signal=view,
                     backtest=inst.backtest,

@@ -439,16 +439,23 @@ class StrategyInstance:
         return out
 
     # ------------------------------------------------------------ open / schedule / activate
-    def _open_payload(self, action: str, row: SignalRow, when: int, attempt: int) -> OpenCommit:
-        return OpenCommit(
+    def commit_fields(self, row: SignalRow, when: int, attempt: int, coid: str) -> dict[str, Any]:
+        """The fields every broker payload shares (``btkit.broker_payloads.CommitPayload``)."""
+        return dict(
             symbol=self.symbol,
             strategy_name=self.strategy.name,
             exchange_name=self.exchange_name,
             signal_id=row.id,
             when=when,
             attempt=attempt,
-            client_order_id=client_order_id(row.id, "schedule" if action == "schedule" else "open"),
+            client_order_id=coid,
             position=row.position,
+        )
+
+    def _open_payload(self, action: str, row: SignalRow, when: int, attempt: int) -> OpenCommit:
+        coid = client_order_id(row.id, "schedule" if action == "schedule" else "open")
+        return OpenCommit(
+            **self.commit_fields(row, when, attempt, coid),
             type="schedule" if action == "schedule" else "open",
             cost=row.cost,
             price_open=row.price_open,
@@ -589,14 +596,7 @@ class StrategyInstance:
 
             def payload(coid: str, n: int) -> CancelCommit:
                 return CancelCommit(
-                    symbol=self.symbol,
-                    strategy_name=self.strategy.name,
-                    exchange_name=self.exchange_name,
-                    signal_id=row.id,
-                    when=when,
-                    attempt=n,
-                    client_order_id=coid,
-                    position=row.position,
+                    **self.commit_fields(row, when, n, coid),
                     reason=decision.reason,
                     price_open=row.price_open,
                 )
@@ -723,14 +723,7 @@ class StrategyInstance:
 
             def payload(coid: str, n: int) -> CloseCommit:
                 return CloseCommit(
-                    symbol=self.symbol,
-                    strategy_name=self.strategy.name,
-                    exchange_name=self.exchange_name,
-                    signal_id=row.id,
-                    when=when,
-                    attempt=n,
-                    client_order_id=coid,
-                    position=row.position,
+                    **self.commit_fields(row, when, n, coid),
                     cost=pnl_math.remaining_cost(row),
                     current_price=decision.price,
                     price_open=pnl_math.effective_entry(row),
