@@ -79,6 +79,16 @@ class Running:
         return code
 
 
+def wait_until_stopped(pid: int) -> None:
+    """Block until every thread of ``pid`` is really stopped: ``kill(SIGSTOP)`` returns before it lands."""
+    tasks = Path(f"/proc/{pid}/task")
+    while True:
+        states = [(t / "stat").read_text().rsplit(")", 1)[1].split()[0] for t in tasks.iterdir()]
+        if all(state in ("T", "t") for state in states):
+            return
+        threading.Event().wait(0.01)
+
+
 def snapshot(dump: Path) -> dict[str, tuple[int, int, bytes | None]]:
     out = {}
     for p in [dump, *dump.rglob("*")]:
@@ -112,6 +122,7 @@ def test_a_second_live_process_on_the_same_dump_dir_exits_3_and_touches_nothing(
             threading.Event().wait(0.05)
         os.kill(first.proc.pid, signal.SIGSTOP)  # freeze the owner so the directory holds still
         try:
+            wait_until_stopped(first.proc.pid)
             before = snapshot(dump)
             second = subprocess.run(
                 paper(dump, "--replay-to", "20240202"),
