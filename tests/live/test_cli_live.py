@@ -274,3 +274,19 @@ def test_an_exception_logged_with_a_secret_in_it_is_masked(tmp_path: Path) -> No
     done, dump = run_leaky(tmp_path, exc_info_at=3)
     assert "bad signature for" in done.stderr
     assert leaks(done, dump) == []
+
+
+def test_a_clean_paper_replay_of_two_symbols_prints_no_warning(tmp_path: Path) -> None:
+    """The sync demo strategy on the sync sim exchange: candles reach get_signal without a spurious
+    'get_candles failed … retry' (a fetch driven inline must not be mistaken for an exchange fault)."""
+    cmd = paper(tmp_path / "dump", "--replay-to", "20240202", start="20240201")
+    done = subprocess.run(
+        [*cmd, "--symbol", "BTCUSDT", "--symbol", "ETHUSDT"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD_S,
+    )
+    assert done.returncode == 0, done.stderr
+    assert " opened @ " in done.stdout
+    assert done.stderr == ""

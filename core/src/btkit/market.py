@@ -81,14 +81,18 @@ class Market:
     async def _call(self, symbol: str, interval: str, since: int, limit: int) -> np.ndarray:
         source = f"exchange {self.spec.name} {symbol} {interval}"
         tries = self.cfg.get_candles_retry_count
+        fetch = self.spec.get_candles
+        since_dt = ms_to_datetime(since)
+        # live: a slow synchronous exchange runs in a thread so it cannot hold up the other symbols' ticks
+        threaded = not self.backtest and not inspect.iscoroutinefunction(fetch)
+        if threaded:
+            asyncio.get_running_loop()  # driven inline by sync user code: fail here, not as an exchange fault
         for attempt in range(1, tries + 1):
             try:
-                fetch = self.spec.get_candles
-                since_dt = ms_to_datetime(since)
-                if self.backtest or inspect.iscoroutinefunction(fetch):
-                    out = fetch(symbol, interval, since_dt, limit)
-                else:  # live: a slow synchronous exchange must not hold up the other symbols' ticks
+                if threaded:
                     out = await asyncio.to_thread(fetch, symbol, interval, since_dt, limit)
+                else:
+                    out = fetch(symbol, interval, since_dt, limit)
                 if inspect.isawaitable(out):
                     out = await out
                 arr = ca.to_array(out if out is not None else [])
