@@ -50,6 +50,61 @@ def test_backtest_runs_the_demo_and_writes_the_report(tmp_path: Path) -> None:
     with (tmp_path / exported[0]).open(newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     assert rows, "the demo made no trades in three days"
+    for directory in (tmp_path / "dump", tmp_path / "dump" / "backtest"):  # a later `btkit paper` keeps
+        assert directory.stat().st_mode & 0o777 == 0o700  # its state here: private from the start
+
+
+DIP = """
+import btkit
+from helper_levels import TAKE_PROFIT  # a module beside the strategy file
+
+
+def get_signal(symbol, when, current_price):
+    c = btkit.get_candles(symbol, "5m", 12)
+    if c.close[-1] < c.close.min() * 1.001:
+        return btkit.Signal(
+            position="long",
+            price_take_profit=current_price * TAKE_PROFIT,
+            price_stop_loss=current_price * 0.995,
+            minute_estimated_time=120,
+        )
+
+
+btkit.add_strategy("dip", get_signal, interval="5m")
+
+if __name__ == "__main__":
+    raise SystemExit("the file is imported as a module, not run as a script")
+"""
+
+
+@pytest.mark.parametrize("verb", ["backtest", "paper"])
+def test_a_strategy_in_a_plain_script_runs_through_strategy_file(tmp_path: Path, verb: str) -> None:
+    (tmp_path / "strategies").mkdir()
+    (tmp_path / "strategies" / "dip.py").write_text(DIP, encoding="utf-8")
+    (tmp_path / "strategies" / "helper_levels.py").write_text("TAKE_PROFIT = 1.01\n", encoding="utf-8")
+    when = (
+        ["--timerange", SHORT]
+        if verb == "backtest"
+        else ["--replay-from", "20240101", "--replay-to", "20240102"]
+    )
+    out = btkit_cli(tmp_path, verb, "--strategy-file", "strategies/dip.py", "--strategy", "dip", *when)
+    assert out.returncode == 0, out.stderr
+    assert "error" not in out.stderr.lower() and "Traceback" not in out.stderr
+    # backtest prints "report: <path>", paper "BTCUSDT: n closed, total pnl …; report: <path>"
+    reports = [Path(line.rsplit("report: ", 1)[1]) for line in out.stdout.splitlines() if "report: " in line]
+    reports = [p for p in reports if p.suffix == ".md"]
+    assert reports and "_dip_sim_" in reports[0].name, out.stdout
+    assert "Closed signals" in (tmp_path / reports[0]).read_text(encoding="utf-8")
+
+
+def test_a_strategy_file_that_fails_to_import_is_one_line_exit_2(tmp_path: Path) -> None:
+    (tmp_path / "broken.py").write_text("import btkit\nraise ValueError('no API key in this file')\n")
+    out = btkit_cli(tmp_path, "backtest", "--strategy-file", "broken.py", "--strategy", "broken")
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [
+        "btkit: error: strategy file broken.py failed to import (ValueError: no API key in this file); "
+        "fix it and run again"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -60,8 +115,16 @@ def test_backtest_runs_the_demo_and_writes_the_report(tmp_path: Path) -> None:
         (["backtest", "--timerange", SHORT, "--strategy", "no-such-strategy"], {1, 2}, "no-such-strategy"),
         (["backtest", "--timerange", SHORT, "--exchange", "no-such-exchange"], {1, 2}, "no-such-exchange"),
         (["backtest", "--config", "missing.toml"], {2}, "missing.toml"),
+        (["backtest", "--strategy-file", "missing.py"], {2}, "strategy file missing.py does not exist"),
     ],
-    ids=["bad-timerange", "reversed-timerange", "unknown-strategy", "unknown-exchange", "missing-config"],
+    ids=[
+        "bad-timerange",
+        "reversed-timerange",
+        "unknown-strategy",
+        "unknown-exchange",
+        "missing-config",
+        "missing-strategy-file",
+    ],
 )
 def test_usage_errors_are_one_line_without_a_traceback(
     tmp_path: Path, args: list[str], codes: set[int], says: str
@@ -80,6 +143,40 @@ def test_an_invalid_engine_constant_in_btkit_toml_exits_2(tmp_path: Path) -> Non
     out = btkit_cli(tmp_path, "backtest", "--timerange", SHORT)
     assert out.returncode == 2
     assert "percent_fee" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("toml", "env", "says"),
+    [
+        ('[run]\nsymbols = ["ETHUSDT"]\n', {}, "unknown key 'symbols' in [run]"),
+        ("[exchange]\nofline = true\n", {}, "unknown key 'ofline' in [exchange]"),
+        ("", {"BTKIT__RUN__TIME_RANGE": SHORT}, "unknown key 'time_range' in [run]"),
+        ("[live]\nspeed = 60\n", {}, "unknown section [live]"),
+    ],
+    ids=["run-typo", "exchange-typo", "environment-typo", "unknown-section"],
+)
+def test_a_misspelt_setting_is_an_error_never_a_silent_default(
+    tmp_path: Path, toml: str, env: dict[str, str], says: str
+) -> None:
+    (tmp_path / "btkit.toml").write_text(toml, encoding="utf-8")
+    for verb in ("backtest", "paper"):
+        out = btkit_cli(tmp_path, verb, env=env)
+        assert out.returncode == 2, out.stderr
+        assert out.stderr.strip().count("\n") == 0 and says in out.stderr, out.stderr
+    assert not (tmp_path / "dump").exists()
+
+
+def test_run_dump_dir_from_btkit_toml_holds_backtest_reports_and_live_state(tmp_path: Path) -> None:
+    (tmp_path / "btkit.toml").write_text('[run]\ndump_dir = "bot"\n', encoding="utf-8")
+    out = btkit_cli(tmp_path, "backtest", "--timerange", SHORT)
+    assert out.returncode == 0, out.stderr
+    out = btkit_cli(tmp_path, "paper", "--replay-from", "20240101", "--replay-to", "20240102")
+    assert out.returncode == 0, out.stderr
+    assert list((tmp_path / "bot" / "backtest").glob("*.md")) and list(
+        (tmp_path / "bot" / "live").glob("*.md")
+    )
+    assert (tmp_path / "bot" / "strategy").is_dir()  # the live state went there as well
+    assert not (tmp_path / "dump").exists()
 
 
 def test_precedence_is_cli_over_environment_over_file(tmp_path: Path) -> None:

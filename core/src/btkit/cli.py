@@ -69,6 +69,8 @@ def _settings(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     settings = load_settings(args.config)
     if settings.get("engine"):
         set_config(**settings["engine"])
+    if getattr(args, "dump_dir", None) is None and "dump_dir" in settings.get("run", {}):
+        args.dump_dir = str(settings["run"]["dump_dir"])  # every verb then honours [run] dump_dir alike
     return settings
 
 
@@ -81,6 +83,35 @@ def _risks(settings: dict[str, dict[str, Any]]) -> tuple[str, ...]:
     for spec in specs:
         CODE.risks[spec.name] = spec
     return apply
+
+
+def _load_strategy_files(args: argparse.Namespace, settings: dict[str, dict[str, Any]]) -> None:
+    """Import ``--strategy-file`` / ``[run] strategy_file`` scripts so their ``add_strategy`` calls register.
+
+    A file is imported as a module (not as ``__main__``): its ``if __name__ == "__main__":`` block does
+    not run, and modules beside it can be imported.
+    """
+    import importlib.util
+
+    files = _run_value(args, settings, "strategy_file", [])
+    for name in [files] if isinstance(files, str) else list(files):
+        path = Path(name)
+        if not path.is_file():
+            raise CliError(f"strategy file {name} does not exist; pass the path of a .py file")
+        module_name = f"btkit_user_{path.stem}"
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        if spec is None or spec.loader is None:
+            raise CliError(f"strategy file {name} is not a Python file; pass the path of a .py file")
+        module = importlib.util.module_from_spec(spec)
+        sys.path.insert(0, str(path.resolve().parent))
+        sys.modules[module_name] = module
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:
+            sys.modules.pop(module_name, None)
+            raise CliError(
+                f"strategy file {name} failed to import ({type(exc).__name__}: {exc}); fix it and run again"
+            ) from exc
 
 
 def _run_value(args: argparse.Namespace, settings: dict[str, dict[str, Any]], name: str, default: Any) -> Any:
@@ -167,6 +198,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     from btkit.report import export_trades
 
     settings = _settings(args)
+    _load_strategy_files(args, settings)
     strategy = _run_value(args, settings, "strategy", DEMO["strategy"])
     exchange = _exchange_name(args, settings, DEMO["exchange"])
     symbols = _run_value(args, settings, "symbol", DEMO["symbols"])
@@ -175,7 +207,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     interval = _run_value(args, settings, "interval", "1m")
     frame = f"{start:%Y%m%d}-{end:%Y%m%d}"
     btkit.add_frame(frame, start, end - timedelta(minutes=1), interval=interval)
-    dump_dir = Path(args.dump_dir or settings.get("run", {}).get("dump_dir", "./dump")) / "backtest"
+    dump_dir = Path(args.dump_dir or "./dump") / "backtest"
     btkit.listen_backtest_progress(_Progress())
     print(
         f"backtest {strategy} on {exchange} {', '.join(symbols)} {start:%Y-%m-%d} → {end:%Y-%m-%d} ({interval})"
@@ -240,6 +272,7 @@ def cmd_live(args: argparse.Namespace, *, paper: bool) -> int:
     settings = _settings(args)
     _configure_live(args, settings, paper=paper)
     live.SETTINGS.extra_risks = _risks(settings)
+    _load_strategy_files(args, settings)
     strategy = _run_value(args, settings, "strategy", DEMO["strategy"])
     exchange = _exchange_name(args, settings, DEMO["exchange"])
     symbols = _run_value(args, settings, "symbol", DEMO["symbols"])
@@ -470,6 +503,11 @@ def build_parser() -> argparse.ArgumentParser:
     def common(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--config", help="btkit.toml (default: ./btkit.toml when present)")
         sp.add_argument("--strategy", help="strategy name (default: smacross)")
+        sp.add_argument(
+            "--strategy-file",
+            action="append",
+            help="a .py file whose add_strategy/add_risk/add_exchange calls register before the run (repeatable)",
+        )
         sp.add_argument("--exchange", help="exchange name (default: sim, the offline simulated exchange)")
         sp.add_argument("--symbol", action="append", help="symbol, repeatable (default: BTCUSDT)")
         sp.add_argument("--dump-dir", help="where reports (and live state) go (default: ./dump)")

@@ -166,7 +166,22 @@ def reset_config() -> EngineConfig:
 
 
 # ---------------------------------------------------------------- btkit.toml + environment
-SECTIONS = ("run", "exchange", "broker", "persistence", "risk", "engine", "live")
+SECTIONS = ("run", "exchange", "broker", "persistence", "risk", "engine")
+# keys the host reads itself; [broker]/[persistence] options go to the plugin, which checks its own, and
+# [exchange.<name>] tables belong to exchange plugins
+KNOWN_KEYS = {
+    "run": ("strategy", "strategy_file", "exchange", "symbol", "timerange", "interval", "dump_dir"),
+    "exchange": ("offline", "data_dir", "gaps"),
+}
+
+
+def _check_keys(section: str, body: Mapping[str, Any], where: str) -> None:
+    known = KNOWN_KEYS.get(section)
+    if known is None:
+        return
+    for key, value in body.items():
+        if key not in known and not (section == "exchange" and isinstance(value, dict)):
+            raise ConfigError(f"{where}: unknown key {key!r} in [{section}]; use one of {', '.join(known)}")
 
 
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
@@ -210,8 +225,10 @@ def load_settings(
                 raise ConfigError(f"{file}: unknown section [{section}]; use one of {', '.join(SECTIONS)}")
             if not isinstance(body, dict):
                 raise ConfigError(f"{file}: [{section}] must be a table")
+            _check_keys(section, body, str(file))
             settings[section] = dict(body)
     for section, body in _env_overrides(os.environ if environ is None else environ).items():
+        _check_keys(section, body, "environment (BTKIT__SECTION__KEY)")
         settings.setdefault(section, {}).update(body)
     build_config(EngineConfig(), **settings.get("engine", {}))
     return settings

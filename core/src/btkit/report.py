@@ -380,9 +380,12 @@ def default_report_dir(mode: str, base: str | os.PathLike[str] = DEFAULT_DUMP_DI
 def _atomic_write(path: Path, data: bytes) -> None:
     """Write via a temporary file in the same directory and rename (readers never see half a file).
 
-    The file is created with ordinary permissions (subject to the umask): reports hold no secrets.
+    The file is created with ordinary permissions (subject to the umask): reports hold no secrets. Missing
+    directories are created 0700, like the live state directory that may later share ``./dump``.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from btkit.persist.file import make_private_dirs
+
+    make_private_dirs(path.parent)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
     try:
         with open(tmp, "xb") as fh:

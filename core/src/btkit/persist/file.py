@@ -26,7 +26,7 @@ import os
 import secrets
 import stat
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
@@ -151,6 +151,27 @@ def _strerror(exc: OSError) -> str:
 
 
 # ============================================================ the backend
+def make_private_dirs(directory: Path, *, on_created: Callable[[Path], None] | None = None) -> None:
+    """Create ``directory`` and its missing parents with mode 0700 (existing ones are left as they are)."""
+    missing: list[Path] = []
+    current = directory
+    while not current.is_dir():
+        missing.append(current)
+        if current.parent == current:
+            break
+        current = current.parent
+    for new in reversed(missing):
+        try:
+            os.mkdir(new, DIR_MODE)
+        except FileExistsError:
+            if not new.is_dir():
+                raise
+            continue
+        os.chmod(new, DIR_MODE)  # the umask may have removed bits; never add any beyond 0700
+        if on_created is not None:
+            on_created(new)
+
+
 class FileBackend:
     """One JSON file per document under ``root`` (default ``./dump``). See the module docstring.
 
@@ -449,22 +470,7 @@ class FileBackend:
 
     def _mkdirs(self, directory: Path) -> None:
         """Create ``directory`` and missing parents with mode 0700, fsyncing each new entry's parent."""
-        missing: list[Path] = []
-        current = directory
-        while not current.is_dir():
-            missing.append(current)
-            if current.parent == current:
-                break
-            current = current.parent
-        for new in reversed(missing):
-            try:
-                os.mkdir(new, DIR_MODE)
-            except FileExistsError:
-                if not new.is_dir():
-                    raise
-                continue
-            os.chmod(new, DIR_MODE)  # the umask may have removed bits; never add any beyond 0700
-            self._fsync_dir(new.parent)
+        make_private_dirs(directory, on_created=lambda new: self._fsync_dir(new.parent))
 
     def _remove_orphans(self) -> None:
         """Delete temp files left by a process that died between creating and renaming them."""
