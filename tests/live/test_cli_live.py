@@ -290,3 +290,37 @@ def test_a_clean_paper_replay_of_two_symbols_prints_no_warning(tmp_path: Path) -
     assert done.returncode == 0, done.stderr
     assert " opened @ " in done.stdout
     assert done.stderr == ""
+
+
+RAISES_ONCE = """
+import btkit
+
+calls = []
+
+
+def get_signal(symbol, when, current_price):
+    calls.append(when)
+    if len(calls) == 2:
+        raise RuntimeError("strategy blew up once")
+    return None
+
+
+btkit.add_strategy("raises-once", get_signal, interval="15m")
+"""
+
+
+def test_an_error_event_is_printed_once_and_the_run_goes_on(tmp_path: Path) -> None:
+    (tmp_path / "raises_once.py").write_text(RAISES_ONCE, encoding="utf-8")
+    cmd = paper(tmp_path / "dump", "--replay-to", "202402011200", start="202402011000")
+    done = subprocess.run(
+        [*cmd, "--strategy-file", "raises_once.py", "--strategy", "raises-once"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD_S,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("strategy blew up once") == 1, (
+        done.stderr
+    )  # the listen_error line, not the log too
+    assert done.stderr.startswith("error: ") and "Traceback" not in done.stderr

@@ -305,6 +305,8 @@ def cmd_live(args: argparse.Namespace, *, paper: bool) -> int:
     btkit.listen_signal_live(show)
     btkit.listen_risk(show_risk)
     btkit.listen_error(show_error)
+    for handler in logging.getLogger().handlers:  # show_error prints each error event once; not the log too
+        handler.addFilter(lambda record: not getattr(record, "btkit_error_event", False))
     handles = [
         btkit.Live.background(sym, strategy=strategy, exchange=exchange, clock=clock) for sym in symbols
     ]
@@ -320,6 +322,8 @@ def cmd_live(args: argparse.Namespace, *, paper: bool) -> int:
         if interrupts["n"] > 1 and signum == signal.SIGINT:
             print("second interrupt: exiting now (state on disk is consistent)", file=sys.stderr, flush=True)
             os._exit(130)
+        if interrupts["n"] > 1:  # a repeated SIGTERM: already stopping
+            return
         print(
             "stopping gracefully: no new signals; open positions are monitored until they close "
             "(Ctrl-C again to exit now)",

@@ -104,7 +104,8 @@ class Run:
 
     async def report(self, exc: BaseException | None, where: str, *, fatal: bool = False) -> None:
         error = exc if exc is not None else RuntimeError("unknown error")
-        (log.critical if fatal else log.warning)("%s: %s", where, error)
+        # tagged so a host that prints listen_error events itself (the CLI) can drop this duplicate line
+        (log.critical if fatal else log.warning)("%s: %s", where, error, extra={"btkit_error_event": True})
         event = ErrorEvent(error, where, fatal)
         try:
             self.pm.hook.btkit_run_error(error=error, where=where)
