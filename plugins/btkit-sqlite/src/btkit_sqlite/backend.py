@@ -28,12 +28,18 @@ import filelock
 
 from btkit.errors import CorruptStateError, PersistenceError, StateLockedError
 from btkit.persist.backend import Change, Key
-from btkit.persist.file import check_domain, describe, dump_document, load_document, utc_stamp
+from btkit.persist.file import (
+    check_domain,
+    describe,
+    dump_document,
+    load_document,
+    make_private_dirs,
+    utc_stamp,
+)
 from btkit.persist.keys import decode_part, encode_key
 
 log = logging.getLogger("btkit.persist.sqlite")
 
-DIR_MODE = 0o700
 FILE_MODE = 0o600
 
 
@@ -110,7 +116,7 @@ class SqliteBackend:
             if self._conn is not None and (not exclusive or self._file_lock is not None):
                 return
             try:
-                self._mkdirs(self.path.parent)
+                make_private_dirs(self.path.parent)
             except OSError as exc:
                 raise PersistenceError(
                     f"cannot create directory {self.path.parent} for the sqlite state database: "
@@ -343,17 +349,3 @@ class SqliteBackend:
                         f"sqlite {what} on {self.path} failed: {exc}; the change did not happen"
                     ) from None
                 raise
-
-    @staticmethod
-    def _mkdirs(directory: Path) -> None:
-        missing: list[Path] = []
-        current = directory
-        while not current.is_dir():
-            missing.append(current)
-            if current.parent == current:
-                break
-            current = current.parent
-        for new in reversed(missing):
-            with contextlib.suppress(FileExistsError):
-                os.mkdir(new, DIR_MODE)
-                os.chmod(new, DIR_MODE)
