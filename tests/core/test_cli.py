@@ -112,8 +112,8 @@ def test_a_strategy_file_that_fails_to_import_is_one_line_exit_2(tmp_path: Path)
     [
         (["backtest", "--timerange", "2024x"], {2}, "timerange"),
         (["backtest", "--timerange", "20240301-20240101"], {2}, "end must be after the start"),
-        (["backtest", "--timerange", SHORT, "--strategy", "no-such-strategy"], {1, 2}, "no-such-strategy"),
-        (["backtest", "--timerange", SHORT, "--exchange", "no-such-exchange"], {1, 2}, "no-such-exchange"),
+        (["backtest", "--timerange", SHORT, "--strategy", "no-such-strategy"], {2}, "no-such-strategy"),
+        (["backtest", "--timerange", SHORT, "--exchange", "no-such-exchange"], {2}, "no-such-exchange"),
         (["backtest", "--config", "missing.toml"], {2}, "missing.toml"),
         (["backtest", "--strategy-file", "missing.py"], {2}, "strategy file missing.py does not exist"),
     ],

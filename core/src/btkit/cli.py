@@ -18,7 +18,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from btkit.errors import BtkitError, ConfigError, CorruptStateError, StateLockedError
+from btkit.errors import (
+    BtkitError,
+    ConfigError,
+    CorruptStateError,
+    StateLockedError,
+    UnknownComponentError,
+)
 from btkit.secrets import mask
 
 DEMO = {"strategy": "smacross", "exchange": "sim", "symbols": ["BTCUSDT"], "timerange": "20240101-20240301"}
@@ -458,6 +464,7 @@ def cmd_data(args: argparse.Namespace) -> int:
             int(start.timestamp() * 1000),
             int(end.timestamp() * 1000),
             store=store,
+            close_exchange=True,  # each symbol's download runs its own event loop: close the client in it
         )
         total += n
         first, last, gaps = store.coverage(args.exchange, symbol, args.interval)
@@ -605,7 +612,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     install_log_masking()
     try:
         return int(args.func(args) or 0)
-    except (CliError, ConfigError) as exc:
+    except (CliError, ConfigError, UnknownComponentError) as exc:  # a misspelt name is a usage error
         code, exc_out = EXIT_USAGE, exc
     except StateLockedError as exc:
         code, exc_out = EXIT_LOCKED, exc

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
         StrategySpec,
     )
     from btkit.model import Signal, TickResult
-    from btkit.persist.backend import Backend, Change
+    from btkit.persist.backend import Backend, Change, Key
     from btkit.risk import RiskPayload, RiskRejection
 
 PROJECT = "btkit"
@@ -86,7 +86,7 @@ def btkit_risk_check(payload: RiskPayload) -> str | None:
 
 
 @hookspec(firstresult=True)
-def btkit_persist_read(backend: Backend, domain: str, key: str) -> dict[str, Any] | None:
+def btkit_persist_read(backend: Backend, domain: str, key: Key) -> dict[str, Any] | None:
     """Called when live state is loaded. Return the stored JSON document or None when absent (the
     built-in implementation reads from the selected backend). Stops at the first non-None result."""
 
@@ -100,7 +100,7 @@ def btkit_persist_write(backend: Backend, changes: Sequence[Change]) -> bool | N
 
 
 @hookspec(firstresult=True)
-def btkit_persist_delete(backend: Backend, domain: str, key: str) -> bool | None:
+def btkit_persist_delete(backend: Backend, domain: str, key: Key) -> bool | None:
     """Called when one document must disappear outside a state change (``btkit persistence forget``).
     Return True once deleted; the built-in implementation delegates to the selected backend.
     Stops at the first non-None result."""
