@@ -215,6 +215,11 @@ def _missing_hint(kind: str, name: str) -> str:
     if kind in ("exchange", "broker") and name.startswith(("ccxt:", "binance")):
         package = "btkit-binance-futures" if name.startswith("binance") else "btkit-ccxt"
         return f"; pip install {package}"
+    if kind == "strategy":
+        package = {"smacross": "btkit-strategy-smacross", "sma-cross": "btkit-strategy-smacross"}.get(name)
+        if package is not None:
+            return f"; pip install {package} (the demo strategy)"
+        return "; install its package or call btkit.add_strategy first (CLI: --strategy-file FILE.py)"
     return ""
 
 
