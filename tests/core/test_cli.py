@@ -4,6 +4,8 @@ exchange and the smacross demo strategy from its installed package)."""
 from __future__ import annotations
 
 import csv
+import itertools
+import json
 import os
 import subprocess
 import sys
@@ -191,3 +193,23 @@ def test_precedence_is_cli_over_environment_over_file(tmp_path: Path) -> None:
     assert "backtest smacross on sim BTCUSDT 2024-01-01 → 2024-01-04" in out.stdout
     report = next(p for p in report_paths(out.stdout) if p.suffix == ".md")
     assert "| Fee per fill | 0.05% |" in (tmp_path / report).read_text(encoding="utf-8")
+
+
+def test_several_symbols_sharing_a_risk_profile_backtest_as_one_portfolio(tmp_path: Path) -> None:
+    """examples/btkit.toml: three symbols, `max_positions = 1` across them. The backtest runs them in
+    lockstep, so at no instant do two symbols hold a position (the exported trades prove it)."""
+    example = Path(__file__).resolve().parents[2] / "examples" / "btkit.toml"
+    out = btkit_cli(
+        tmp_path, "backtest", "--config", str(example), "--timerange", "20240101-20240115", "--export", "json"
+    )
+    assert out.returncode == 0, out.stderr
+    trades = []
+    for path in report_paths(out.stdout):
+        if path.suffix == ".json":
+            trades += json.loads((tmp_path / path).read_text(encoding="utf-8"))
+        else:
+            assert "Risk rejections" in (tmp_path / path).read_text(encoding="utf-8")
+    assert len({t["symbol"] for t in trades}) == 3 and len(trades) >= 10
+    held = sorted((t["opened_at"], t["closed_at"]) for t in trades)
+    assert all(nxt[0] >= prev[1] for prev, nxt in itertools.pairwise(held)), "two positions at once"
+    assert "portfolio: 3 symbols share risk profiles" in out.stdout

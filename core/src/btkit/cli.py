@@ -18,6 +18,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import attrs
+
 from btkit.errors import (
     BtkitError,
     ConfigError,
@@ -147,8 +149,13 @@ class _Progress:
         self.tty = sys.stderr.isatty()
         self.last = -1
         self.quarter = -1
+        self.portfolio: str | None = None  # set: one line for the lockstep run, labelled "portfolio"
 
     def __call__(self, p: Any) -> None:
+        if self.portfolio is not None:
+            if p.symbol != self.portfolio:
+                return
+            p = attrs.evolve(p, symbol="portfolio")
         pct = int(p.progress * 100)
         if pct == self.last:
             return
@@ -214,15 +221,27 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     frame = f"{start:%Y%m%d}-{end:%Y%m%d}"
     btkit.add_frame(frame, start, end - timedelta(minutes=1), interval=interval)
     dump_dir = Path(args.dump_dir or "./dump") / "backtest"
-    btkit.listen_backtest_progress(_Progress())
+    progress = _Progress()
+    btkit.listen_backtest_progress(progress)
     print(
         f"backtest {strategy} on {exchange} {', '.join(symbols)} {start:%Y-%m-%d} → {end:%Y-%m-%d} ({interval})"
     )
     rows, reports = [], []
     risks = _risks(settings)
-    for symbol in symbols:
-        for _ in btkit.Backtest.run(symbol, strategy=strategy, exchange=exchange, frame=frame, risks=risks):
+    if len(symbols) > 1 and _has_risk(strategy, risks):  # shared limits need the symbols in lockstep
+        print(f"portfolio: {len(symbols)} symbols share risk profiles; run in lockstep minute by minute")
+        progress.portfolio = symbols[0]
+        for _ in btkit.Backtest.run_portfolio(
+            symbols, strategy=strategy, exchange=exchange, frame=frame, risks=risks
+        ):
             pass
+    else:
+        for symbol in symbols:
+            for _ in btkit.Backtest.run(
+                symbol, strategy=strategy, exchange=exchange, frame=frame, risks=risks
+            ):
+                pass
+    for symbol in symbols:
         stats = btkit.Backtest.get_data(symbol, strategy=strategy, exchange=exchange, frame=frame)
         rows.append((symbol, stats))
         reports.append(
@@ -236,6 +255,12 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     for path in reports:
         print(f"report: {path}")
     return 0
+
+
+def _has_risk(strategy: str, risks: tuple[str, ...]) -> bool:
+    from btkit.plugins import collect_components, get_plugin_manager
+
+    return bool(risks) or bool(collect_components(get_plugin_manager()).get("strategy", strategy).risk_names)
 
 
 def _configure_live(args: argparse.Namespace, settings: dict[str, dict[str, Any]], *, paper: bool) -> None:

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import math
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,22 @@ _results: dict[RunKey, list[TickResult]] = {}
 _rejections: dict[RunKey, list[Any]] = {}
 
 
+def new_run(frame: str, risks: tuple[str, ...]) -> tuple[Run, int, int, int]:
+    """A backtest run over ``frame``: the Run (plugins, config, one risk book) and the frame's first
+    timestamp, last timestamp (``frame_end``) and step, in ms (10-lifecycle.md §5)."""
+    pm = get_plugin_manager()
+    components = collect_components(pm)
+    for problem in components.problems:
+        log.warning("plugin problem: %s", problem)
+    frame_spec = components.get("frame", frame)
+    step = interval_ms(frame_spec.interval)
+    start = (datetime_to_ms(frame_spec.start) // MINUTE_MS) * MINUTE_MS
+    end = min(datetime_to_ms(frame_spec.end), wall_clock_ms())
+    end = start + ((end - start) // step) * step if end >= start else start - step
+    run = Run(pm=pm, components=components, cfg=get_config(), backtest=True, frame_end=end, extra_risks=risks)
+    return run, start, end, step
+
+
 async def run_backtest(
     symbol: str,
     *,
@@ -69,17 +85,7 @@ async def run_backtest(
     risks: tuple[str, ...] = (),
 ) -> AsyncIterator[TickResult]:
     """The async generator behind ``Backtest.run``."""
-    pm = get_plugin_manager()
-    components = collect_components(pm)
-    for problem in components.problems:
-        log.warning("plugin problem: %s", problem)
-    frame_spec = components.get("frame", frame)
-    cfg = get_config()
-    step = interval_ms(frame_spec.interval)
-    start = (datetime_to_ms(frame_spec.start) // MINUTE_MS) * MINUTE_MS
-    end = min(datetime_to_ms(frame_spec.end), wall_clock_ms())
-    end = start + ((end - start) // step) * step if end >= start else start - step
-    run = Run(pm=pm, components=components, cfg=cfg, backtest=True, frame_end=end, extra_risks=risks)
+    run, start, end, step = new_run(frame, risks)
     _rejections[(symbol, strategy, exchange, frame)] = run.rejections
     inst = run.instance(symbol, strategy, exchange, frame)
     key: RunKey = (symbol, strategy, exchange, frame)
@@ -215,6 +221,25 @@ class Backtest:
         )
 
     @staticmethod
+    def run_portfolio(
+        symbols: Sequence[str],
+        *,
+        strategy: str | Sequence[str],
+        exchange: str,
+        frame: str,
+        risks: tuple[str, ...] = (),
+    ) -> ResultStream[TickResult]:
+        """Backtest several symbols (and strategies) as one portfolio, in lockstep minute by minute, so
+        risk profiles they share act as they do live. ``get_data``/``dump`` then work per symbol."""
+        from btkit.engine.portfolio import run_portfolio
+
+        return ResultStream(
+            lambda: run_portfolio(
+                list(symbols), strategy=strategy, exchange=exchange, frame=frame, risks=tuple(risks)
+            )
+        )
+
+    @staticmethod
     def background(symbol: str, *, strategy: str, exchange: str, frame: str) -> BacktestHandle:
         """Run in a background thread; returns a handle with ``.stop()`` and ``.join()``."""
         return BacktestHandle(symbol, strategy=strategy, exchange=exchange, frame=frame)
@@ -248,7 +273,11 @@ class Backtest:
         from btkit.report import dump_report
 
         stats = Backtest.get_data(symbol, strategy=strategy, exchange=exchange, frame=frame)
-        rejections = _rejections.get((symbol, strategy, exchange, frame), [])
+        rejections = [
+            r
+            for r in _rejections.get((symbol, strategy, exchange, frame), [])
+            if r.symbol == symbol and r.strategy_name == strategy  # a portfolio run shares one list
+        ]
         return dump_report(
             Path(path),
             f"Backtest {symbol} · {strategy} · {exchange} · {frame}",
