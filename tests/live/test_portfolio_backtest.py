@@ -10,6 +10,7 @@ import itertools
 from datetime import UTC, datetime
 from typing import Any
 
+import attrs
 import pytest
 from mixed_strategy import END_MS, START, SYMBOLS, comparable, get_signal
 
@@ -45,20 +46,33 @@ def holding_intervals(results: list[TickResult]) -> list[tuple[int, int, str]]:
     return out
 
 
-def test_without_a_shared_limit_each_symbol_gets_exactly_its_own_backtest(frame: str) -> None:
-    """Lockstep minute ticks give what the vectorised fast path gives, result for result."""
+def closed_rows(symbol: str, frame: str) -> list[dict[str, Any]]:
+    """Every closed trade as the statistics and exports see it (best/worst prices and peak pnl included)."""
+    stats = btkit.Backtest.get_data(symbol, strategy="mixed", exchange="sim", frame=frame)
+    return [attrs.asdict(c) for c in stats.closed]
+
+
+@pytest.mark.parametrize("every_minute", [False, True], ids=["scan-ahead", "every-minute"])
+def test_without_a_shared_limit_each_symbol_gets_exactly_its_own_backtest(
+    frame: str, every_minute: bool
+) -> None:
+    """The lockstep gives what each symbol's own run gives, result for result and trade for trade: both when
+    it scans ahead to a signal's next event and when a per-candle listener makes every minute tick."""
+    if every_minute:
+        btkit.listen_active_ping(lambda ping: None)
     alone = {
         s: [comparable(r) for r in btkit.Backtest.run(s, strategy="mixed", exchange="sim", frame=frame)]
         for s in SYMBOLS
     }
+    trades = {s: closed_rows(s, frame) for s in SYMBOLS}
     together = list(btkit.Backtest.run_portfolio(SYMBOLS, strategy="mixed", exchange="sim", frame=frame))
     assert by_symbol(together) == alone
     assert sum(r["action"] == "closed" for rs in alone.values() for r in rs) >= 30
+    assert sum(r["action"] == "scheduled" for rs in alone.values() for r in rs) >= 3
     times = [getattr(r, "close_timestamp", None) or r.timestamp for r in together]
     assert times == sorted(times)  # one stream, in time order
-    for s in SYMBOLS:  # get_data reads the portfolio run's results per symbol
-        stats = btkit.Backtest.get_data(s, strategy="mixed", exchange="sim", frame=frame)
-        assert stats.total_signals == sum(r["action"] == "closed" for r in alone[s])
+    for s in SYMBOLS:  # get_data reads the portfolio run's trades per symbol: the very same trades
+        assert closed_rows(s, frame) == trades[s]
 
 
 def test_a_shared_max_one_holds_across_symbols_in_time_order(frame: str) -> None:
@@ -78,13 +92,14 @@ def test_a_shared_max_one_holds_across_symbols_in_time_order(frame: str) -> None
     for r in rejected:  # each refusal happened while another symbol really held the slot
         holders = [s for a, b, s in held if a <= r.timestamp < b]
         assert r.active_position_count == 1 and holders and r.symbol not in holders, (r, holders)
+    report = btkit.Backtest.dump(SYMBOLS[0], strategy="mixed", exchange="sim", frame=frame)
+    btkit.listen_active_ping(lambda ping: None)  # now every minute ticks instead of scanning ahead
     again = list(
         btkit.Backtest.run_portfolio(
             SYMBOLS, strategy="mixed", exchange="sim", frame=frame, risks=("one-at-a-time",)
         )
     )
-    assert [comparable(r) for r in again] == [comparable(r) for r in results]  # deterministic
-    report = btkit.Backtest.dump(SYMBOLS[0], strategy="mixed", exchange="sim", frame=frame)
+    assert [comparable(r) for r in again] == [comparable(r) for r in results]  # same fills, closes, refusals
     text = report.read_text(encoding="utf-8")
     assert "Risk rejections" in text
     assert all(f"| {s} |" not in text.split("Risk rejections", 1)[1] for s in SYMBOLS[1:])  # its own only

@@ -48,7 +48,7 @@ async def resolve(inst: StrategyInstance) -> list[TickResult]:
     return out
 
 
-async def _candles_from(inst: StrategyInstance, first_examined: int, count: int) -> tuple[np.ndarray, ...]:
+async def candles_from(inst: StrategyInstance, first_examined: int, count: int) -> tuple[np.ndarray, ...]:
     """1m candles so that index ``w-1`` is the candle opening at ``first_examined`` (VWAP window)."""
     w = inst.cfg.avg_price_candles_count
     ts, _o, h, lo, c, v = await inst.market.block(
@@ -83,7 +83,7 @@ async def _resolve_pending(inst: StrategyInstance) -> TickResult:
     start = row.pending_at
     while True:
         count = (met + 5) if met is not None else SCAN_CHUNK
-        ts, vw, lo, hi = await _candles_from(inst, start, count)
+        ts, vw, lo, hi = await candles_from(inst, start, count)
         if needs_per_candle(inst):
             result = await _per_candle(inst, ts, vw, lo, hi)
             if result is not None:
@@ -119,7 +119,7 @@ async def _resolve_scheduled(inst: StrategyInstance) -> TickResult:
     assert row is not None
     lifetime = row.minute_estimated_time or 0
     count = inst.cfg.schedule_await_minutes + lifetime + 1
-    ts, vw, lo, hi = await _candles_from(inst, row.scheduled_at, count)
+    ts, vw, lo, hi = await candles_from(inst, row.scheduled_at, count)
     if needs_per_candle(inst):
         result = await _per_candle(inst, ts, vw, lo, hi)
         if result is not None:

@@ -6,14 +6,17 @@ taken by ETHUSDT at 10:00 must be seen by BTCUSDT at 10:05 and freed when ETHUSD
 Here every instance of the run shares one risk book and time advances one minute at a time for all of
 them, as the live runner does on a replay clock:
 
-- an instance with a scheduled or open signal ticks every minute (the same per-candle tick the fast
-  path's slow path and live use);
+- an instance with a scheduled or open signal ticks at the first minute its signal can change state: that
+  minute is found with the same numpy scans the fast path uses (nothing outside the symbol can move a
+  TP, SL, expiry or fill), and the tick there is the ordinary one-candle tick, so the risk book sees the
+  fill or the close at its own minute. With listeners or callbacks that need every candle, it ticks every
+  minute;
 - an idle instance ticks on frame timestamps only, skipping throttle buckets it has used up;
 - within one minute, instances holding a signal tick first (exits before entries, so a slot freed at
   minute t is free for an entry at minute t), then the idle ones, each group in the order given.
 
 Every rule is the single-symbol one: with no shared limit, each symbol's results equal its own
-``Backtest.run`` (tested). It costs a tick per minute per open signal instead of one numpy pass.
+``Backtest.run`` (tested).
 """
 
 from __future__ import annotations
@@ -22,9 +25,13 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Sequence
 
+import attrs
+
 from btkit import events
+from btkit.engine import fastpath
 from btkit.engine.backtest import Done, Progress, RunKey, _rejections, _results, new_run
 from btkit.engine.instance import StrategyInstance
+from btkit.lifecycle import machine
 from btkit.model import MINUTE_MS, Cancelled, Closed, Opened, Scheduled, TickResult
 
 log = logging.getLogger("btkit.backtest")
@@ -34,6 +41,35 @@ REPORTED = (Scheduled, Opened, Closed, Cancelled)
 def _busy(inst: StrategyInstance) -> bool:
     st = inst.state
     return st.pending is not None or st.scheduled is not None or st.strategy.intent is not None
+
+
+async def _wake(inst: StrategyInstance, t: int) -> int:
+    """The first minute ≥ ``t`` at which the busy instance's signal can change state (its next tick)."""
+    if fastpath.needs_per_candle(inst):
+        return t
+    first = t - MINUTE_MS  # the tick at minute t observes the candle opening a minute earlier
+    row = inst.state.pending
+    if row is not None:
+        met = row.minute_estimated_time
+        ts, vw, lo, hi = await fastpath.candles_from(
+            inst, first, met + 5 if met is not None else fastpath.SCAN_CHUNK
+        )
+        hit = machine.scan_pending(row, ts, vw, lo, hi, inst.cfg, inst.run.frame_end)
+        seen = hit[0] if hit is not None else len(ts)
+        if seen:  # the skipped minutes' prices still count towards the position's best and worst
+            best, worst = machine.extremes(row, lo[:seen], hi[:seen])
+            inst.state = attrs.evolve(
+                inst.state, pending=attrs.evolve(row, price_best=best, price_worst=worst)
+            )
+    else:
+        row = inst.state.scheduled
+        assert row is not None
+        count = inst.cfg.schedule_await_minutes + (row.minute_estimated_time or 0) + 1
+        ts, vw, lo, hi = await fastpath.candles_from(inst, first, count)
+        hit = machine.scan_scheduled(row, ts, vw, lo, hi, inst.cfg, inst.run.frame_end)
+    if hit is not None:
+        return int(ts[hit[0]]) + MINUTE_MS
+    return int(ts[-1]) + 2 * MINUTE_MS  # nothing within these candles: tick after them, then look again
 
 
 async def run_portfolio(
@@ -60,6 +96,7 @@ async def run_portfolio(
         instances.append(inst)
         collected[inst] = _results[key] = []
     total = max(0, (end - start) // step + 1)
+    wake: dict[StrategyInstance, int] = {}  # busy instance → the minute of its next tick
     shown = -1
     error: BaseException | None = None
     try:
@@ -74,7 +111,12 @@ async def run_portfolio(
                 if done * 100 // max(total, 1) != shown:
                     shown = done * 100 // max(total, 1)
                     await _progress(instances, frame, total, done)
-            due = list(busy)
+            due = []
+            for inst in busy:
+                if inst not in wake:
+                    wake[inst] = await _wake(inst, t)
+                if wake[inst] <= t:
+                    due.append(inst)
             if on_frame:
                 idle_pings = events.has_listeners("idle_ping")
                 for inst in instances:
@@ -84,6 +126,7 @@ async def run_portfolio(
                     if idle_pings or not used:
                         due.append(inst)
             for inst in due:
+                wake.pop(inst, None)  # ticked: a busy instance gets its next minute worked out again
                 result = await inst.tick(t)
                 if isinstance(result, REPORTED):
                     collected[inst].append(result)
