@@ -363,3 +363,27 @@ def test_after_a_close_the_strategy_is_asked_again_strictly_later_and_in_a_fresh
     )
     assert out.of(btkit.Closed)[0].close_timestamp == ms(20)
     assert [m for m, _ in out.calls][:2] == [15, next_call]
+
+
+# ---------------------------------------------------------------- user requests from result listeners
+def test_a_close_requested_by_the_opened_listener_closes_on_the_next_tick(path: str) -> None:
+    """As live: ``commit_close_pending`` from a listener of the "opened" result closes the position at the
+    next minute with reason ``closed`` — the fast path must not resolve it by TP/SL/expiry instead."""
+    asked: list[bool] = []
+    btkit.listen_signal_backtest(
+        lambda r: asked.append(btkit.commit_close_pending(r.symbol)) if r.action == "opened" else None
+    )
+    closed = run(flat(60), {10: long(minute_estimated_time=20)}).closed()
+    assert asked == [True]
+    assert (closed.close_reason, closed.close_timestamp) == ("closed", ms(11))
+
+
+def test_a_cancel_requested_by_the_scheduled_listener_cancels_on_the_next_tick(path: str) -> None:
+    asked: list[bool] = []
+    btkit.listen_signal_backtest(
+        lambda r: asked.append(btkit.commit_cancel_scheduled(r.symbol)) if r.action == "scheduled" else None
+    )
+    out = run(flat(60), {10: long(price_open=99.5, minute_estimated_time=20)})
+    assert asked == [True] and out.actions == ["scheduled", "cancelled"]
+    cancelled = out.of(btkit.Cancelled)[0]
+    assert (cancelled.reason, cancelled.close_timestamp) == ("user", ms(11))

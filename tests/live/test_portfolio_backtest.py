@@ -112,3 +112,21 @@ def test_a_symbol_named_twice_is_refused(frame: str) -> None:
                 ["BTCUSDT", "BTCUSDT"], strategy="mixed", exchange="sim", frame=frame
             )
         )
+
+
+def test_a_close_requested_for_another_symbol_happens_on_its_next_minute(frame: str) -> None:
+    """A listener of one symbol's result may close another symbol's position (a hedge unwinding, say): the
+    lockstep wakes that symbol at the next minute instead of at its scanned-ahead TP/SL/expiry."""
+    asked: list[int] = []
+
+    def on_result(r: TickResult) -> None:
+        if r.action == "opened" and r.symbol == "BTCUSDT" and btkit.commit_close_pending("ETHUSDT"):
+            asked.append(r.timestamp)
+
+    btkit.listen_signal_backtest(on_result)
+    results = list(btkit.Backtest.run_portfolio(SYMBOLS, strategy="mixed", exchange="sim", frame=frame))
+    eth_closes = {
+        r.close_timestamp: r.close_reason for r in results if r.symbol == "ETHUSDT" and r.action == "closed"
+    }
+    assert len(asked) >= 3
+    assert [eth_closes.get(t + 60_000) for t in asked] == ["closed"] * len(asked)  # the very next minute

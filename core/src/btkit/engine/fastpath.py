@@ -31,8 +31,9 @@ def needs_per_candle(inst: StrategyInstance) -> bool:
         (getattr(cb, n, None) or (cb.get(n) if isinstance(cb, dict) else None))
         for n in ("on_active", "on_waiting")
     )
-    # a queued position command (e.g. from a listener of the "opened" result) applies on the next tick
-    if inst.pending_commands:
+    # a queued position command or close/cancel request (e.g. from a listener of the "opened" result)
+    # applies on the next tick
+    if inst.pending_commands or inst.state.strategy.deferred:
         return True
     return has_cb or any(events.has_listeners(s) for s in PER_CANDLE_STREAMS)
 

@@ -21,7 +21,6 @@ Every rule is the single-symbol one: with no shared limit, each symbol's results
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import AsyncIterator, Sequence
 
@@ -34,7 +33,6 @@ from btkit.engine.instance import StrategyInstance
 from btkit.lifecycle import machine
 from btkit.model import MINUTE_MS, Cancelled, Closed, Opened, Scheduled, TickResult
 
-log = logging.getLogger("btkit.backtest")
 REPORTED = (Scheduled, Opened, Closed, Cancelled)
 
 
@@ -113,7 +111,7 @@ async def run_portfolio(
                     await _progress(instances, frame, total, done)
             due = []
             for inst in busy:
-                if inst not in wake:
+                if inst not in wake or fastpath.needs_per_candle(inst):  # e.g. a listener queued a command
                     wake[inst] = await _wake(inst, t)
                 if wake[inst] <= t:
                     due.append(inst)
