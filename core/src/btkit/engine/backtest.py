@@ -24,6 +24,7 @@ from btkit.components import interval_ms
 from btkit.config import get_config
 from btkit.context import datetime_to_ms
 from btkit.engine import fastpath
+from btkit.engine.instance import StrategyInstance
 from btkit.engine.run import Run
 from btkit.engine.stream import ResultStream
 from btkit.market import wall_clock_ms
@@ -57,6 +58,37 @@ class Done:
 RunKey = tuple[str, str, str, str]
 _results: dict[RunKey, list[TickResult]] = {}
 _rejections: dict[RunKey, list[Any]] = {}
+
+
+async def emit_progress(inst: StrategyInstance, total: int, done: int) -> None:
+    """A ``backtest_progress`` event: ``done`` of ``total`` frame timestamps of this instance processed."""
+    await events.emit(
+        "backtest_progress",
+        Progress(
+            symbol=inst.symbol,
+            strategy_name=inst.strategy.name,
+            exchange_name=inst.exchange_name,
+            frame_name=inst.frame_name,
+            total_frames=total,
+            processed_frames=done,
+            progress=done / total if total else 1.0,
+        ),
+    )
+
+
+async def emit_done(inst: StrategyInstance, error: BaseException | None) -> None:
+    """The ``done_backtest`` event that ends every instance's backtest, with its error if it failed."""
+    await events.emit(
+        "done_backtest",
+        Done(
+            symbol=inst.symbol,
+            strategy_name=inst.strategy.name,
+            exchange_name=inst.exchange_name,
+            frame_name=inst.frame_name,
+            backtest=True,
+            error=error,
+        ),
+    )
 
 
 def new_run(frame: str, risks: tuple[str, ...]) -> tuple[Run, int, int, int]:
@@ -100,19 +132,7 @@ async def run_backtest(
             if stop is not None and stop.is_set():
                 break
             if events.has_listeners("backtest_progress"):
-                done = (ts - start) // step
-                await events.emit(
-                    "backtest_progress",
-                    Progress(
-                        symbol=symbol,
-                        strategy_name=strategy,
-                        exchange_name=exchange,
-                        frame_name=frame,
-                        total_frames=total,
-                        processed_frames=done,
-                        progress=done / total if total else 1.0,
-                    ),
-                )
+                await emit_progress(inst, total, (ts - start) // step)
             result = await inst.tick(ts)
             if isinstance(result, (Opened, Scheduled)):
                 collected.append(result)
@@ -137,35 +157,14 @@ async def run_backtest(
             else:
                 ts += step
         if events.has_listeners("backtest_progress"):
-            await events.emit(
-                "backtest_progress",
-                Progress(
-                    symbol=symbol,
-                    strategy_name=strategy,
-                    exchange_name=exchange,
-                    frame_name=frame,
-                    total_frames=total,
-                    processed_frames=total,
-                    progress=1.0,
-                ),
-            )
+            await emit_progress(inst, total, total)
     except Exception as exc:
         error = exc
         await run.report(exc, f"backtest {symbol} {strategy} on {exchange}/{frame}")
         raise
     finally:
         await run.aclose()
-        await events.emit(
-            "done_backtest",
-            Done(
-                symbol=symbol,
-                strategy_name=strategy,
-                exchange_name=exchange,
-                frame_name=frame,
-                backtest=True,
-                error=error,
-            ),
-        )
+        await emit_done(inst, error)
 
 
 class BacktestHandle:

@@ -28,7 +28,7 @@ import attrs
 
 from btkit import events
 from btkit.engine import fastpath
-from btkit.engine.backtest import Done, Progress, RunKey, _rejections, _results, new_run
+from btkit.engine.backtest import RunKey, _rejections, _results, emit_done, emit_progress, new_run
 from btkit.engine.instance import StrategyInstance
 from btkit.lifecycle import machine
 from btkit.model import MINUTE_MS, Cancelled, Closed, Opened, Scheduled, TickResult
@@ -108,7 +108,8 @@ async def run_portfolio(
                 done = (t - start) // step
                 if done * 100 // max(total, 1) != shown:
                     shown = done * 100 // max(total, 1)
-                    await _progress(instances, frame, total, done)
+                    for inst in instances:
+                        await emit_progress(inst, total, done)
             due = []
             for inst in busy:
                 if inst not in wake or fastpath.needs_per_candle(inst):  # e.g. a listener queued a command
@@ -131,7 +132,8 @@ async def run_portfolio(
                     yield result
             t += MINUTE_MS
         if events.has_listeners("backtest_progress") and not (stop is not None and stop.is_set()):
-            await _progress(instances, frame, total, total)
+            for inst in instances:
+                await emit_progress(inst, total, total)
     except Exception as exc:
         error = exc
         await run.report(exc, f"portfolio backtest {', '.join(symbols)} on {exchange}/{frame}")
@@ -139,30 +141,4 @@ async def run_portfolio(
     finally:
         await run.aclose()
         for inst in instances:
-            await events.emit(
-                "done_backtest",
-                Done(
-                    symbol=inst.symbol,
-                    strategy_name=inst.strategy.name,
-                    exchange_name=exchange,
-                    frame_name=frame,
-                    backtest=True,
-                    error=error,
-                ),
-            )
-
-
-async def _progress(instances: list[StrategyInstance], frame: str, total: int, done: int) -> None:
-    for inst in instances:
-        await events.emit(
-            "backtest_progress",
-            Progress(
-                symbol=inst.symbol,
-                strategy_name=inst.strategy.name,
-                exchange_name=inst.exchange_name,
-                frame_name=frame,
-                total_frames=total,
-                processed_frames=done,
-                progress=done / total if total else 1.0,
-            ),
-        )
+            await emit_done(inst, error)
