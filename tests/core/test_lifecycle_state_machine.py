@@ -2,13 +2,18 @@
 
 Rules grow a random candle series, plan what the strategy answers at given minutes (market and limit
 entries, invalid signals, re-used ids) and plan user commands (``commit_close_pending`` /
-``commit_cancel_scheduled`` from ping listeners, which also switches the engine to its per-candle path,
+``commit_cancel_scheduled`` from ping listeners, which also switches the engine to its per-candle path;
+from the listener of the result stream, answering the n-th "opened" / "scheduled" result in either path;
 and from get_signal, where nothing is open so they must refuse). ``run_backtest`` runs the whole series
 and an invariant replays the ordered log of calls, results, commands and errors against the rules:
 
 - at most one open or scheduled signal at any time, get_signal only asked when nothing is;
 - every close at exactly TP, exactly the stop, or the VWAP of its observation (time_expired / closed),
   and at the first observation that triggers it; activations and cancels likewise;
+- an accepted close / cancel request (from a ping or a result listener) applies at the very next tick
+  (one minute later), before anything else that tick would decide (expiry, stop, TP; timeout, price
+  reject, activation): closed at that observation's VWAP / cancelled with reason "user"; a user close
+  or cancel happens only then; from the result listener the other command refuses (nothing to act on);
 - pnl equals ``simple_pnl_percent`` for these single-entry trades;
 - invalid signals are rejected on ``listen_error`` and never open; the last opened id is never re-used.
 
@@ -24,7 +29,7 @@ from typing import Any
 import numpy as np
 import pytest
 from core_helpers import T0, M, dt, minute_of, vwap_at
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
@@ -32,6 +37,8 @@ import btkit
 from btkit.lifecycle.pnl import simple_pnl_percent
 from btkit.testing import reset_btkit
 from btkit.testing.exchange import memory_exchange
+
+Request = tuple[str, int, str]  # ("close" | "cancel", when it was asked (ms), which listener asked)
 
 START = 10  # first frame minute (candles 5–9 give the first VWAP)
 MAX_CANDLES = 360
@@ -85,6 +92,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         ]
         self.plans: dict[int, tuple[str, str, dict[str, float]]] = {}
         self.listener_commands: dict[int, str] = {}
+        self.result_commands: set[int] = set()  # ordinals of the opened/scheduled results to answer
         self.signal_commands: set[int] = set()
         self.interval = "1m"
         self.per_candle = False
@@ -141,6 +149,11 @@ class LifecycleMachine(RuleBasedStateMachine):
     def plan_listener_command(self, at: float, kind: str) -> None:
         self.listener_commands[self.minute(at)] = kind
 
+    @rule(nth=st.integers(0, 2))  # (runs here rarely see more than three)
+    def plan_result_command(self, nth: int) -> None:
+        """Answer the ``nth`` opened/scheduled result of a run (from its listener) with a close/cancel."""
+        self.result_commands.add(nth)
+
     @rule(at=st.floats(0.0, 1.0))
     def plan_command_from_get_signal(self, at: float) -> None:
         self.signal_commands.add(self.minute(at))
@@ -196,14 +209,23 @@ class LifecycleMachine(RuleBasedStateMachine):
             elif kind == "cancel" and ping.signal is not None and ping.signal.pending_at is None:
                 log.append(("command", minute, "cancel", btkit.commit_cancel_scheduled(ping.symbol)))
 
+        lifecycle = (btkit.Scheduled, btkit.Opened, btkit.Closed, btkit.Cancelled)
+        starts = [0]  # opened/scheduled results so far in this run
+
+        def on_result(r: Any) -> None:
+            if not isinstance(r, lifecycle):
+                return  # (the per-candle path also emits active/waiting ticks; the replay needs the four)
+            log.append(("result", r))
+            if isinstance(r, (btkit.Opened, btkit.Scheduled)):
+                starts[0] += 1
+                if starts[0] - 1 in self.result_commands:  # both: the one that does not apply must refuse
+                    returned = (btkit.commit_close_pending(r.symbol), btkit.commit_cancel_scheduled(r.symbol))
+                    log.append(("command", round(minute_of(r.timestamp)), "from_result", returned))
+
         btkit.add_strategy("s", get_signal, interval=self.interval)
         self.frame_end = len(data) - 3  # candle frame_end + 1 exists to force the end
         btkit.add_frame("f", dt(START), dt(self.frame_end))
-        lifecycle = (btkit.Scheduled, btkit.Opened, btkit.Closed, btkit.Cancelled)
-        # (the per-candle path also emits active/waiting ticks to listeners; the replay needs the four)
-        btkit.listen_signal_backtest(
-            lambda r: log.append(("result", r)) if isinstance(r, lifecycle) else None
-        )
+        btkit.listen_signal_backtest(on_result)
         btkit.listen_error(lambda e: log.append(("error", e)))
         self.done = []
         btkit.listen_done_backtest(self.done.append)
@@ -272,8 +294,9 @@ class Checker:
     def check(self) -> None:
         state: Any = None  # None, or the Scheduled / Opened result holding the slot
         last_opened: str | None = None
-        commands: dict[int, str] = {}
+        due: Request | None = None  # an accepted close/cancel request not applied yet
         expect: tuple[str, dict[str, Any] | None, int, float] | None = None
+        prev: tuple[Any, ...] | None = None
         for entry in self.log:
             tag = entry[0]
             if expect is not None:
@@ -289,17 +312,32 @@ class Checker:
                     expect = (kind, answer, when, price)
             elif tag == "command":
                 _, minute, kind, returned = entry
+                when = T0 + minute * M
                 if kind == "from_get_signal":
                     assert returned == (False, False), "nothing is open or scheduled while get_signal runs"
+                elif kind == "from_result":  # answering the opened/scheduled result logged just before
+                    assert prev is not None and prev[0] == "result" and prev[1] is state
+                    assert state.timestamp == when
+                    opened = isinstance(state, btkit.Opened)
+                    assert returned == (opened, not opened), (
+                        f"(close, cancel) from the {state.action} listener returned {returned}"
+                    )
+                    assert due is None, f"a {due} request was still waiting at a new result"
+                    due = ("close" if opened else "cancel", when, "result listener")
                 else:
                     assert returned is True
-                    commands[T0 + minute * M] = kind
+                    assert due is None, f"a {due} request was still waiting at a ping"
+                    due = (kind, when, "ping listener")
             elif tag == "result":
                 r = entry[1]
-                state, last_opened = self.transition(state, r, last_opened, commands)
+                state, last_opened = self.transition(state, r, last_opened, due)
+                if isinstance(r, (btkit.Closed, btkit.Cancelled)):
+                    due = None
+            prev = entry
         if expect is not None:
             self.after_call(*expect, None, last_opened)
         assert state is None, f"the run ended with {state.action} still held"
+        assert due is None, f"the {due} request was never applied"
 
     def after_call(
         self,
@@ -347,8 +385,14 @@ class Checker:
             assert isinstance(nxt_result, btkit.Scheduled) and s.pending_at is None and s.scheduled_at == when
 
     def transition(
-        self, state: Any, r: Any, last_opened: str | None, commands: dict[int, str]
+        self, state: Any, r: Any, last_opened: str | None, due: Request | None
     ) -> tuple[Any, str | None]:
+        if due is not None:  # nothing may happen before the request applies, one tick after it
+            kind, asked, source = due
+            assert isinstance(r, btkit.Closed if kind == "close" else btkit.Cancelled), (
+                f"{kind} requested by the {source} at minute {minute_of(asked)}, then {r.action} "
+                f"at {minute_of(r.timestamp)}"
+            )
         if isinstance(r, btkit.Scheduled):
             assert state is None, "scheduled while another signal is held"
             return r, last_opened
@@ -367,11 +411,11 @@ class Checker:
             return r, s.id
         if isinstance(r, btkit.Cancelled):
             assert isinstance(state, btkit.Scheduled), "cancelled without a scheduled signal"
-            self.check_cancel(state.signal, r, commands)
+            self.check_cancel(state.signal, r, due)
             return None, last_opened
         if isinstance(r, btkit.Closed):
             assert isinstance(state, btkit.Opened), "closed without an open position"
-            self.check_close(state.signal, r, commands)
+            self.check_close(state.signal, r, due)
             return None, last_opened
         raise AssertionError(f"unexpected result in a backtest: {r.action}")
 
@@ -399,22 +443,46 @@ class Checker:
         assert not self.timed_out(scheduled, t) and not self.past_frame(t)
         self.quiet_between(scheduled, scheduled.scheduled_at + M, t, pending=False)
 
-    def check_cancel(self, s: Any, r: Any, commands: dict[int, str]) -> None:
+    def check_user_exit(self, s: Any, r: Any, due: Request | None, reason: str) -> None:
+        """An accepted request is applied by the first tick after it, at that observation's VWAP, whatever
+        else that tick would decide (the engine checks the request first); without one, never."""
         t = r.close_timestamp
-        if r.reason == "user":
-            assert commands.get(t - M) == "cancel", (
-                "cancelled by the user without a command the candle before"
+        closed = isinstance(r, btkit.Closed)
+        price, got = (r.pnl.price_close, r.close_reason) if closed else (r.current_price, r.reason)
+        if due is None:
+            assert got != reason, f"{r.action} ({reason}) at {minute_of(t)} without a request the tick before"
+            return
+        kind, asked, source = due
+        assert (got, t) == (reason, asked + M), (
+            f"{kind} requested by the {source} at minute {minute_of(asked)}: expected {reason} at the "
+            f"next tick, got {r.action} with reason {got} at {minute_of(t)}"
+        )
+        assert r.timestamp == t and price == self.vwap(t)
+        if closed:
+            contested = (
+                self.expired(s, t) or self.stop_touched(s, t, s.price_stop_loss) or self.tp_reached(s, t)
             )
-        elif r.reason == "timeout":
+        else:
+            contested = (
+                self.timed_out(s, t) or self.stop_touched(s, t, s.price_stop_loss) or self.entry_touched(s, t)
+            )
+        contested = contested or self.past_frame(t)
+        event(f"{kind} from the {source}" + (" (over another trigger that tick)" if contested else ""))
+
+    def check_cancel(self, s: Any, r: Any, due: Request | None) -> None:
+        t = r.close_timestamp
+        self.check_user_exit(s, r, due, "user")  # (reason "user": checked there)
+        if r.reason == "timeout":
             assert self.timed_out(s, t) or self.past_frame(t)
             assert r.current_price == self.vwap(t)
-        else:
+        elif r.reason != "user":
             assert r.reason == "price_reject" and self.stop_touched(s, t, s.price_stop_loss)
         self.quiet_between(s, s.scheduled_at + M, t, pending=False)  # (a user cancel takes precedence at t)
 
-    def check_close(self, s: Any, r: Any, commands: dict[int, str]) -> None:
+    def check_close(self, s: Any, r: Any, due: Request | None) -> None:
         t = r.close_timestamp
         close = r.pnl.price_close
+        self.check_user_exit(s, r, due, "closed")
         if r.close_reason == "take_profit":
             assert close == s.price_take_profit and self.tp_reached(s, t)
         elif r.close_reason == "stop_loss":
@@ -423,8 +491,7 @@ class Checker:
             assert close == self.vwap(t)
             assert self.expired(s, t) or self.past_frame(t)
         elif r.close_reason == "closed":
-            assert close == self.vwap(t)
-            assert commands.get(t - M) == "close", "closed by the user without a command the candle before"
+            assert close == self.vwap(t)  # (and requested the tick before: check_user_exit)
         else:
             raise AssertionError(f"unexpected close reason {r.close_reason}")
         self.quiet_between(s, s.pending_at + M, t, pending=True)  # (a user close takes precedence at t)
