@@ -11,12 +11,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import attrs
+import numpy as np
 import pytest
 from mixed_strategy import END_MS, START, SYMBOLS, comparable, get_signal
 
 import btkit
 from btkit.model import Cancelled, Closed, Opened, Scheduled, TickResult
 from btkit.risk import max_positions
+from btkit.testing.exchange import memory_exchange
 
 
 @pytest.fixture
@@ -130,3 +132,39 @@ def test_a_close_requested_for_another_symbol_happens_on_its_next_minute(frame: 
     }
     assert len(asked) >= 3
     assert [eth_closes.get(t + 60_000) for t in asked] == ["closed"] * len(asked)  # the very next minute
+
+
+def test_an_early_close_keeps_only_the_prices_seen_before_it() -> None:
+    """The lockstep scans ahead to A's expiry at minute 70; B's listener closes A at minute 21 instead.
+    A's best price must come from minutes 10–21 only, not from the spike at minute 41 it never lived to see."""
+    t0 = int(datetime(2024, 1, 1, tzinfo=UTC).timestamp() * 1000)
+    flat = np.column_stack([t0 + np.arange(120.0) * 60_000, *[np.full(120, 100.0)] * 4, np.ones(120)])
+    spiky = flat.copy()
+    spiky[40, 2] = 108.0  # the high of candle 40 (observed at minute 41)
+    btkit.add_exchange("mem", memory_exchange("mem", {"A": spiky, "B": flat}).get_candles)
+    opens = {("A", 10): 60, ("B", 20): 5}
+
+    def get_signal(symbol: str, when: datetime, price: float) -> dict[str, Any] | None:
+        lifetime = opens.get((symbol, (int(when.timestamp() * 1000) - t0) // 60_000))
+        if lifetime is None:
+            return None
+        return {
+            "position": "long",
+            "price_take_profit": 110,
+            "price_stop_loss": 90,
+            "minute_estimated_time": lifetime,
+        }
+
+    btkit.add_strategy("two", get_signal)
+    btkit.add_frame(
+        "f",
+        datetime.fromtimestamp((t0 + 10 * 60_000) / 1000, UTC),
+        datetime.fromtimestamp((t0 + 100 * 60_000) / 1000, UTC),
+    )
+    btkit.listen_signal_backtest(
+        lambda r: btkit.commit_close_pending("A") if r.action == "opened" and r.symbol == "B" else None
+    )
+    list(btkit.Backtest.run_portfolio(["A", "B"], strategy="two", exchange="mem", frame="f"))
+    (closed,) = btkit.Backtest.get_data("A", strategy="two", exchange="mem", frame="f").closed
+    assert (closed.close_reason, (closed.close_timestamp - t0) // 60_000) == ("closed", 21)
+    assert closed.price_best == 100.0 and closed.price_worst == 100.0

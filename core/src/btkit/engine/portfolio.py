@@ -53,12 +53,6 @@ async def _wake(inst: StrategyInstance, t: int) -> int:
             inst, first, met + 5 if met is not None else fastpath.SCAN_CHUNK
         )
         hit = machine.scan_pending(row, ts, vw, lo, hi, inst.cfg, inst.run.frame_end)
-        seen = hit[0] if hit is not None else len(ts)
-        if seen:  # the skipped minutes' prices still count towards the position's best and worst
-            best, worst = machine.extremes(row, lo[:seen], hi[:seen])
-            inst.state = attrs.evolve(
-                inst.state, pending=attrs.evolve(row, price_best=best, price_worst=worst)
-            )
     else:
         row = inst.state.scheduled
         assert row is not None
@@ -68,6 +62,18 @@ async def _wake(inst: StrategyInstance, t: int) -> int:
     if hit is not None:
         return int(ts[hit[0]]) + MINUTE_MS
     return int(ts[-1]) + 2 * MINUTE_MS  # nothing within these candles: tick after them, then look again
+
+
+async def _fold_extremes(inst: StrategyInstance, since: int, until: int) -> None:
+    """Fold the prices of the skipped candles opening in ``[since, until)`` into the open position's best
+    and worst — only up to the tick that actually comes, which may be earlier than the scan foresaw."""
+    row = inst.state.pending
+    count = (until - since) // MINUTE_MS
+    if row is None or count <= 0:
+        return
+    _ts, _vw, lo, hi = await fastpath.candles_from(inst, since, count)
+    best, worst = machine.extremes(row, lo, hi)
+    inst.state = attrs.evolve(inst.state, pending=attrs.evolve(row, price_best=best, price_worst=worst))
 
 
 async def run_portfolio(
@@ -95,6 +101,7 @@ async def run_portfolio(
         collected[inst] = _results[key] = []
     total = max(0, (end - start) // step + 1)
     wake: dict[StrategyInstance, int] = {}  # busy instance → the minute of its next tick
+    unfolded: dict[StrategyInstance, int] = {}  # open position → first skipped candle not yet in its extremes
     shown = -1
     error: BaseException | None = None
     try:
@@ -113,6 +120,8 @@ async def run_portfolio(
             due = []
             for inst in busy:
                 if inst not in wake or fastpath.needs_per_candle(inst):  # e.g. a listener queued a command
+                    if inst.state.pending is not None:
+                        unfolded.setdefault(inst, t - MINUTE_MS)
                     wake[inst] = await _wake(inst, t)
                 if wake[inst] <= t:
                     due.append(inst)
@@ -126,6 +135,8 @@ async def run_portfolio(
                         due.append(inst)
             for inst in due:
                 wake.pop(inst, None)  # ticked: a busy instance gets its next minute worked out again
+                if inst in unfolded:  # the tick itself tracks the candle it observes (opening at t - 1m)
+                    await _fold_extremes(inst, unfolded.pop(inst), t - MINUTE_MS)
                 result = await inst.tick(t)
                 if isinstance(result, REPORTED):
                     collected[inst].append(result)
