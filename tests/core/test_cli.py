@@ -118,6 +118,7 @@ def test_a_strategy_file_that_fails_to_import_is_one_line_exit_2(tmp_path: Path)
         (["backtest", "--timerange", SHORT, "--exchange", "no-such-exchange"], {2}, "no-such-exchange"),
         (["backtest", "--config", "missing.toml"], {2}, "missing.toml"),
         (["backtest", "--strategy-file", "missing.py"], {2}, "strategy file missing.py does not exist"),
+        (["backtest", "--symbol", "BTCUSDT", "--symbol", "BTCUSDT"], {2}, "symbol BTCUSDT is given twice"),
     ],
     ids=[
         "bad-timerange",
@@ -126,6 +127,7 @@ def test_a_strategy_file_that_fails_to_import_is_one_line_exit_2(tmp_path: Path)
         "unknown-exchange",
         "missing-config",
         "missing-strategy-file",
+        "repeated-symbol",
     ],
 )
 def test_usage_errors_are_one_line_without_a_traceback(

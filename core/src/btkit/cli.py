@@ -214,8 +214,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     _load_strategy_files(args, settings)
     strategy = _run_value(args, settings, "strategy", DEMO["strategy"])
     exchange = _exchange_name(args, settings, DEMO["exchange"])
-    symbols = _run_value(args, settings, "symbol", DEMO["symbols"])
-    symbols = [symbols] if isinstance(symbols, str) else list(symbols)
+    symbols = _symbols(args, settings)
     start, end = parse_timerange(_run_value(args, settings, "timerange", DEMO["timerange"]))
     interval = _run_value(args, settings, "interval", "1m")
     frame = f"{start:%Y%m%d}-{end:%Y%m%d}"
@@ -255,6 +254,15 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     for path in reports:
         print(f"report: {path}")
     return 0
+
+
+def _symbols(args: argparse.Namespace, settings: dict[str, dict[str, Any]]) -> list[str]:
+    value = _run_value(args, settings, "symbol", DEMO["symbols"])
+    symbols = [value] if isinstance(value, str) else [str(v) for v in value]
+    for symbol in symbols:
+        if symbols.count(symbol) > 1:
+            raise CliError(f"symbol {symbol} is given twice; name each symbol once")
+    return symbols
 
 
 def _has_risk(strategy: str, risks: tuple[str, ...]) -> bool:
@@ -306,8 +314,7 @@ def cmd_live(args: argparse.Namespace, *, paper: bool) -> int:
     _load_strategy_files(args, settings)
     strategy = _run_value(args, settings, "strategy", DEMO["strategy"])
     exchange = _exchange_name(args, settings, DEMO["exchange"])
-    symbols = _run_value(args, settings, "symbol", DEMO["symbols"])
-    symbols = [symbols] if isinstance(symbols, str) else list(symbols)
+    symbols = _symbols(args, settings)
     clock: Any = None
     if args.replay_from:
         end = parse_day(args.replay_to) if args.replay_to else None
