@@ -12,6 +12,7 @@ as an uninterrupted one), and a new epoch starts in a fresh directory.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -64,7 +65,8 @@ def crash_loop(
             finished = code is not None
             if not finished:
                 assert not to_the_end, f"seed {seed}: the replay did not end within 120 s"
-                os.kill(pid, signal.SIGKILL)
+                with contextlib.suppress(ProcessLookupError):  # it ended and was reaped just before
+                    os.kill(pid, signal.SIGKILL)
                 code = server.wait(pid, 30)
                 finished = code == 0  # it ended on its own just before the kill
             if not finished:
