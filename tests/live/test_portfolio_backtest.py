@@ -6,18 +6,22 @@ entries, on hashed 5-minute buckets), over three symbols of the simulated exchan
 
 from __future__ import annotations
 
+import hashlib
 import itertools
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import attrs
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from mixed_strategy import END_MS, START, SYMBOLS, comparable, get_signal
 
 import btkit
 from btkit.model import Cancelled, Closed, Opened, Scheduled, TickResult
 from btkit.risk import max_positions
+from btkit.testing import reset_btkit
 from btkit.testing.exchange import memory_exchange
 
 
@@ -168,3 +172,78 @@ def test_an_early_close_keeps_only_the_prices_seen_before_it() -> None:
     (closed,) = btkit.Backtest.get_data("A", strategy="two", exchange="mem", frame="f").closed
     assert (closed.close_reason, (closed.close_timestamp - t0) // 60_000) == ("closed", 21)
     assert closed.price_best == 100.0 and closed.price_worst == 100.0
+
+
+def random_walks(seed: int, symbols: tuple[str, ...], minutes: int) -> dict[str, np.ndarray]:
+    """Candles for each symbol: a seeded random walk with wicks, so TP, SL, fills and expiries all happen."""
+    rng = np.random.default_rng(seed)
+    t0 = int(datetime(2024, 1, 1, tzinfo=UTC).timestamp() * 1000)
+    out = {}
+    for symbol in symbols:
+        close = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.002, minutes)))
+        open_ = np.concatenate([[100.0], close[:-1]])
+        high = np.maximum(open_, close) * (1 + rng.uniform(0.0, 0.003, minutes))
+        low = np.minimum(open_, close) * (1 - rng.uniform(0.0, 0.003, minutes))
+        ts = t0 + np.arange(minutes, dtype=np.float64) * 60_000
+        out[symbol] = np.column_stack([ts, open_, high, low, close, rng.uniform(1.0, 5.0, minutes)])
+    return out
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    odds=st.integers(2, 9),
+    limit=st.sampled_from([None, 1, 2]),
+    interval=st.sampled_from(["1m", "5m"]),
+)
+def test_random_markets_lockstep_equals_separate_runs_and_limits_hold(
+    seed: int, odds: int, limit: int | None, interval: str
+) -> None:
+    """Property: over random candles and random signals (market and resting entries, longs and shorts),
+    the lockstep equals separate runs trade for trade when no limit binds; with a shared limit, no more
+    than ``limit`` slots are ever held at once across the symbols."""
+    reset_btkit()
+    symbols = ("A", "B", "C")
+    minutes = 600
+    btkit.add_exchange("walk", memory_exchange("walk", random_walks(seed, symbols, minutes)).get_candles)
+
+    def get_signal(symbol: str, when: datetime, price: float) -> dict[str, Any] | None:
+        h = int.from_bytes(hashlib.sha256(f"{seed}/{symbol}/{when:%Y%m%d%H%M}".encode()).digest()[:4], "big")
+        if h % odds:
+            return None
+        long = h % 2 == 0
+        entry = price * (0.998 if long else 1.002) if h % 5 == 0 else price
+        width = 0.006 + (h % 7) * 0.002
+        signal: dict[str, Any] = {
+            "position": "long" if long else "short",
+            "price_take_profit": entry * (1 + width if long else 1 - width),
+            "price_stop_loss": entry * (1 - width if long else 1 + width),
+            "minute_estimated_time": 20 + h % 100,
+            "id": f"{symbol}@{when:%H%M}",
+        }
+        if entry != price:
+            signal["price_open"] = entry
+        return signal
+
+    btkit.add_strategy("walker", get_signal, interval=interval)
+    t0 = datetime(2024, 1, 1, tzinfo=UTC)
+    btkit.add_frame("walk", t0 + timedelta(minutes=10), t0 + timedelta(minutes=minutes - 250))
+    btkit.add_risk("shared", [max_positions(limit if limit is not None else len(symbols))])
+    kw: dict[str, Any] = {"strategy": "walker", "exchange": "walk", "frame": "walk"}
+    together = list(btkit.Backtest.run_portfolio(symbols, risks=("shared",), **kw))
+    assert sum(r.action == "closed" for r in together) >= 3  # the property is about something
+    if limit is None:
+        alone = {s: [comparable(r) for r in btkit.Backtest.run(s, **kw)] for s in symbols}
+        got: dict[str, list[dict[str, Any]]] = {s: [] for s in symbols}
+        for r in together:
+            got[r.symbol].append(comparable(r))
+        assert got == alone
+    else:
+        edges = sorted(
+            [(a, 1) for a, _, _ in holding_intervals(together)]
+            + [(b, -1) for _, b, _ in holding_intervals(together)]
+        )  # at one instant a release sorts before a take: exits come first
+        held = 0
+        for _, step in edges:
+            held += step
+            assert held <= limit
