@@ -91,9 +91,12 @@ def get_signal(symbol: str, when: datetime, current_price: float) -> dict[str, A
     if not breakout(candles.high, candles.close):
         return None
     return {
-        "position": "long",
-        "price_take_profit": current_price * (1 + TAKE_PROFIT_PERCENT / 100),
-        "price_stop_loss": current_price * (1 - STOP_LOSS_PERCENT / 100),
+        **btkit.Position.bracket(
+            position="long",
+            current_price=current_price,
+            percent_take_profit=TAKE_PROFIT_PERCENT,
+            percent_stop_loss=STOP_LOSS_PERCENT,
+        ),
         "minute_estimated_time": LIFETIME_MINUTES,
         "cost": COST,
         "note": f"close above the {CHANNEL}-candle high on {INTERVAL}",

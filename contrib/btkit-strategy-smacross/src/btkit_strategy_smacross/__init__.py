@@ -64,21 +64,12 @@ def crossed_up(close: np.ndarray, fast: int = FAST, slow: int = SLOW) -> bool:
 
 def long_bracket(current_price: float) -> dict[str, Any]:
     """``{position, price_take_profit, price_stop_loss}`` for a long at ``current_price`` (+2 % / −1 %)."""
-    position = getattr(btkit, "Position", None)
-    if position is not None and hasattr(position, "bracket"):
-        return dict(
-            position.bracket(
-                position="long",
-                current_price=current_price,
-                percent_take_profit=TAKE_PROFIT_PERCENT,
-                percent_stop_loss=STOP_LOSS_PERCENT,
-            )
-        )
-    return {
-        "position": "long",
-        "price_take_profit": current_price * (1 + TAKE_PROFIT_PERCENT / 100),
-        "price_stop_loss": current_price * (1 - STOP_LOSS_PERCENT / 100),
-    }
+    return btkit.Position.bracket(
+        position="long",
+        current_price=current_price,
+        percent_take_profit=TAKE_PROFIT_PERCENT,
+        percent_stop_loss=STOP_LOSS_PERCENT,
+    )
 
 
 def get_signal(symbol: str, when: datetime, current_price: float) -> dict[str, Any] | None:
