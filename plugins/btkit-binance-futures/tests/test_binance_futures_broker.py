@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from decimal import Decimal
-from typing import Any
 
 import attrs
 import pytest
@@ -15,19 +13,10 @@ from btkit.broker_payloads import client_order_id
 from btkit.errors import ConfigError, OrderDeletedError, OrderRejectedError, OrderTransientError
 from btkit_binance_futures import BinanceFuturesBroker
 from btkit_binance_futures.testing import FakeBinanceFutures, broker_for, commit_payload
+from btkit_binance_futures.testing import run_scenario as run
 
 ORDER = "/fapi/v1/order"
 ALGO = "/fapi/v1/algoOrder"
-
-
-def run(broker: BinanceFuturesBroker, scenario: Callable[[], Awaitable[Any]]) -> Any:
-    async def main() -> Any:
-        try:
-            return await scenario()
-        finally:
-            await broker.close()
-
-    return asyncio.run(main())
 
 
 def algos(fake: FakeBinanceFutures) -> list[tuple[str, str, str]]:

@@ -5,29 +5,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
 from btkit.errors import OrderDeletedError, OrderRejectedError, OrderTransientError
-from btkit_binance_futures import BinanceFuturesBroker
 from btkit_binance_futures.testing import FakeBinanceFutures, broker_for, commit_payload
+from btkit_binance_futures.testing import run_scenario as run
 
 ORDER = "/fapi/v1/order"
 ALGO = "/fapi/v1/algoOrder"
 POSITIONS = "/fapi/v3/positionRisk"
-
-
-def run(broker: BinanceFuturesBroker, scenario: Callable[[], Awaitable[Any]]) -> Any:
-    async def main() -> Any:
-        try:
-            return await scenario()
-        finally:
-            await broker.close()
-
-    return asyncio.run(main())
 
 
 def posts_with(fake: FakeBinanceFutures, path: str, key: str, cid: str) -> int:

@@ -19,6 +19,7 @@ fixtures at the bottom of this module (import them into a ``conftest.py``).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import hmac
@@ -29,15 +30,17 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from decimal import ROUND_DOWN, Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 import attrs
 
 from btkit.components import INTERVAL_MS as BTKIT_INTERVAL_MS
+
+T = TypeVar("T")
 
 API_KEY = "fake-binance-api-key-0123456789"
 API_SECRET = "fake-binance-api-secret-9876543210"
@@ -1606,3 +1609,16 @@ def broker_for(fake: FakeBinanceFutures, **options: Any) -> Any:
     }
     settings.update(options)
     return BinanceFuturesBroker(**settings)
+
+
+def run_scenario(broker: Any, scenario: Callable[[], Awaitable[T]]) -> T:
+    """Run ``scenario()`` on a fresh event loop and close ``broker`` in it afterwards (its ccxt client
+    belongs to that loop), whatever the scenario raised."""
+
+    async def main() -> T:
+        try:
+            return await scenario()
+        finally:
+            await broker.close()
+
+    return asyncio.run(main())
