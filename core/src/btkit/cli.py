@@ -111,7 +111,9 @@ def _load_strategy_files(args: argparse.Namespace, settings: dict[str, dict[str,
         if spec is None or spec.loader is None:
             raise CliError(f"strategy file {name} is not a Python file; pass the path of a .py file")
         module = importlib.util.module_from_spec(spec)
-        sys.path.insert(0, str(path.resolve().parent))
+        folder = str(path.resolve().parent)
+        if folder not in sys.path:  # modules next to the script import like the script's own
+            sys.path.insert(0, folder)
         sys.modules[module_name] = module
         try:
             spec.loader.exec_module(module)
