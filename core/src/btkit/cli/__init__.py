@@ -1,0 +1,90 @@
+"""The ``btkit`` command: ``backtest``, ``paper``, ``live``, ``plugins``, ``report``, ``data``, ``persistence``.
+
+One module per verb; each has ``register(subparsers)``. A new verb is a new module named in ``VERBS``.
+Errors are one line on stderr (a traceback only with ``--debug``). Exit codes: 0 success, 1 the run
+failed, 2 bad usage or configuration, 3 the state directory is owned by another live process,
+4 corrupt persisted state, 130 interrupted twice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from btkit.cli.common import (
+    EXIT_CORRUPT,
+    EXIT_FAILED,
+    EXIT_LOCKED,
+    EXIT_USAGE,
+    CliError,
+    parse_day,
+    parse_timerange,
+)
+from btkit.errors import (
+    BtkitError,
+    ConfigError,
+    CorruptStateError,
+    StateLockedError,
+    UnknownComponentError,
+)
+from btkit.secrets import mask
+
+__all__ = ["CliError", "build_parser", "main", "parse_day", "parse_timerange"]
+
+VERBS = ("backtest", "live", "plugins", "report", "data", "persistence")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="btkit", description="Backtest and live-trade the same strategy code.")
+    p.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    sub = p.add_subparsers(dest="verb", required=True)
+    for verb in VERBS:
+        importlib.import_module(f"btkit.cli.{verb}").register(sub)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    debug = bool(getattr(args, "debug", False))
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("ccxt").setLevel(logging.INFO)
+    from btkit.secrets import install_log_masking, load_dotenv
+
+    load_dotenv()
+    install_log_masking()
+    try:
+        return int(args.func(args) or 0)
+    except (CliError, ConfigError, UnknownComponentError) as exc:  # a misspelt name is a usage error
+        code, exc_out = EXIT_USAGE, exc
+    except StateLockedError as exc:
+        code, exc_out = EXIT_LOCKED, exc
+    except CorruptStateError as exc:
+        code, exc_out = EXIT_CORRUPT, exc
+    except BtkitError as exc:
+        code, exc_out = EXIT_FAILED, exc
+    except KeyboardInterrupt:
+        print("btkit: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # anything else: still one line unless --debug
+        code, exc_out = EXIT_FAILED, exc
+        if not debug:
+            print(
+                mask(f"btkit: error: {type(exc).__name__}: {exc} (run with --debug for the traceback)"),
+                file=sys.stderr,
+            )
+            return code
+    if debug:
+        import traceback
+
+        print(mask("".join(traceback.format_exception(exc_out))), file=sys.stderr)
+    print(mask(f"btkit: error: {exc_out}"), file=sys.stderr)
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""What every verb shares: exit codes, the demo defaults, dates, settings and the common options."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from btkit.errors import BtkitError
+
+DEMO = {"strategy": "smacross", "exchange": "sim", "symbols": ["BTCUSDT"], "timerange": "20240101-20240301"}
+EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED, EXIT_CORRUPT = 1, 2, 3, 4
+Settings = dict[str, dict[str, Any]]
+
+
+class CliError(BtkitError):
+    """A usage or configuration problem detected by the CLI itself."""
+
+
+def parse_day(text: str) -> datetime:
+    for fmt in ("%Y%m%d", "%Y-%m-%d", "%Y%m%d%H%M", "%Y-%m-%dT%H:%M"):
+        try:
+            return datetime.strptime(text, fmt).replace(tzinfo=UTC)
+        except ValueError:
+            continue
+    raise CliError(f"cannot read date {text!r}; use YYYYMMDD (e.g. 20240101)")
+
+
+def parse_timerange(text: str) -> tuple[datetime, datetime]:
+    """``20240101-20240301`` → [start, end) as datetimes (end exclusive); ``20240101-`` runs until now."""
+    if "-" not in text.replace("-", "", 0) and text.count("-") != 1:
+        raise CliError(f"timerange {text!r} must look like 20240101-20240301")
+    start_s, _, end_s = text.partition("-")
+    start = parse_day(start_s)
+    end = parse_day(end_s) if end_s else datetime.now(UTC)
+    if end <= start:
+        raise CliError(f"timerange {text!r}: the end must be after the start")
+    return start, end
+
+
+def parse_options(pairs: Sequence[str] | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs or ():
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise CliError(f"option {pair!r} must look like key=value")
+        out[key] = value
+    return out
+
+
+def settings_for(args: argparse.Namespace) -> Settings:
+    from btkit.config import load_settings, set_config
+
+    if args.config:  # plugins that read their own [exchange.<name>] tables read this file too
+        os.environ["BTKIT_CONFIG"] = str(Path(args.config).resolve())
+    settings = load_settings(args.config)
+    if settings.get("engine"):
+        set_config(**settings["engine"])
+    if getattr(args, "dump_dir", None) is None and "dump_dir" in settings.get("run", {}):
+        args.dump_dir = str(settings["run"]["dump_dir"])  # every verb then honours [run] dump_dir alike
+    return settings
+
+
+def register_risks(settings: Settings) -> tuple[str, ...]:
+    """Register ``[risk.profiles.*]`` from btkit.toml and return the names ``[risk] apply`` puts on the run."""
+    from btkit.registry import CODE
+    from btkit.risk import profiles_from_settings
+
+    specs, apply = profiles_from_settings(settings.get("risk", {}))
+    for spec in specs:
+        CODE.risks[spec.name] = spec
+    return apply
+
+
+def load_strategy_files(args: argparse.Namespace, settings: Settings) -> None:
+    """Import ``--strategy-file`` / ``[run] strategy_file`` scripts so their ``add_strategy`` calls register.
+
+    A file is imported as a module (not as ``__main__``): its ``if __name__ == "__main__":`` block does
+    not run, and modules beside it can be imported.
+    """
+    import importlib.util
+
+    files = run_value(args, settings, "strategy_file", [])
+    for name in [files] if isinstance(files, str) else list(files):
+        path = Path(name)
+        if not path.is_file():
+            raise CliError(f"strategy file {name} does not exist; pass the path of a .py file")
+        module_name = f"btkit_user_{path.stem}"
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        if spec is None or spec.loader is None:
+            raise CliError(f"strategy file {name} is not a Python file; pass the path of a .py file")
+        module = importlib.util.module_from_spec(spec)
+        folder = str(path.resolve().parent)
+        if folder not in sys.path:  # modules next to the script import like the script's own
+            sys.path.insert(0, folder)
+        sys.modules[module_name] = module
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:
+            sys.modules.pop(module_name, None)
+            raise CliError(
+                f"strategy file {name} failed to import ({type(exc).__name__}: {exc}); fix it and run again"
+            ) from exc
+
+
+def run_value(args: argparse.Namespace, settings: Settings, name: str, default: Any) -> Any:
+    value = getattr(args, name, None)
+    if value not in (None, []):
+        return value
+    return settings.get("run", {}).get(name, default)
+
+
+def exchange_name(args: argparse.Namespace, settings: Settings, default: str) -> str:
+    """The exchange to use; with ``--offline`` an exchange serving the local candle store instead."""
+    name = run_value(args, settings, "exchange", default)
+    if getattr(args, "offline", False) or settings.get("exchange", {}).get("offline"):
+        from btkit.registry import CODE
+        from btkit.store import store_exchange
+
+        data_dir = args.data_dir or settings.get("exchange", {}).get("data_dir", "./data")
+        gaps = settings.get("exchange", {}).get("gaps", "reject")
+        spec = store_exchange(name, data_dir, gaps=gaps, name=f"store:{name}")
+        CODE.exchanges[spec.name] = spec
+        return spec.name
+    return name
+
+
+def fmt(value: Any, suffix: str = "", digits: int = 2) -> str:
+    if value is None:
+        return "N/A"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}{suffix}"
+    return f"{value}{suffix}"
+
+
+def symbols_of(args: argparse.Namespace, settings: Settings) -> list[str]:
+    value = run_value(args, settings, "symbol", DEMO["symbols"])
+    symbols = [value] if isinstance(value, str) else [str(v) for v in value]
+    for symbol in symbols:
+        if symbols.count(symbol) > 1:
+            raise CliError(f"symbol {symbol} is given twice; name each symbol once")
+    return symbols
+
+
+def has_risk(strategy: str, risks: tuple[str, ...]) -> bool:
+    from btkit.plugins import collect_components, get_plugin_manager
+
+    return bool(risks) or bool(collect_components(get_plugin_manager()).get("strategy", strategy).risk_names)
+
+
+def add_debug(sp: argparse.ArgumentParser) -> None:
+    """``--debug`` after the verb as well as before it."""
+    sp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+
+def add_run_options(sp: argparse.ArgumentParser) -> None:
+    """The options of every verb that runs a strategy (backtest, paper, live)."""
+    sp.add_argument("--config", help="btkit.toml (default: ./btkit.toml when present)")
+    sp.add_argument("--strategy", help="strategy name (default: smacross)")
+    sp.add_argument(
+        "--strategy-file",
+        action="append",
+        help="a .py file whose add_strategy/add_risk/add_exchange calls register before the run (repeatable)",
+    )
+    sp.add_argument("--exchange", help="exchange name (default: sim, the offline simulated exchange)")
+    sp.add_argument("--symbol", action="append", help="symbol, repeatable (default: BTCUSDT)")
+    sp.add_argument("--dump-dir", help="where reports (and live state) go (default: ./dump)")
+    sp.add_argument("--offline", action="store_true", help="read candles from the local candle store")
+    sp.add_argument("--data-dir", help="candle store directory (default: ./data)")
+    add_debug(sp)
