@@ -1,6 +1,6 @@
 """The smacross strategy over one year of 1-minute candles through the FULL btkit path.
 
-- the strategy comes from the installed ``btkit-strategy-smacross`` distribution (its ``btkit`` entry point);
+- the strategy is the core's default plugin ``btkit.defaults.smacross`` (registered like any plugin);
 - the exchange is ``btkit.store.store_exchange`` over the generated candle store (``generate.py``);
 - ``btkit.add_frame`` + ``btkit.Backtest.run(symbol, strategy=..., exchange=..., frame=...)``.
 
@@ -43,8 +43,8 @@ def run() -> dict[str, Any]:
 
     strategy = collect_components(get_plugin_manager()).get("strategy", "smacross")
     t_import = time.perf_counter()  # imports and plugin discovery (entry points loaded once per process)
-    if strategy.dist != "btkit-strategy-smacross":
-        raise SystemExit(f"smacross came from {strategy.dist!r}, not the installed btkit-strategy-smacross")
+    if strategy.dist != "btkit":
+        raise SystemExit(f"smacross came from {strategy.dist!r}, not the core's default plugin")
     spec = store_exchange(EXCHANGE, STORE_ROOT)
     btkit.add_exchange(EXCHANGE, spec.get_candles)
     btkit.add_frame(FRAME_NAME, FRAME_START, FRAME_END, interval="1m")

@@ -18,7 +18,7 @@ from typing import Any
 
 from _common import HERE, NPY, OUT
 
-ONLY_SMACROSS = {"BTKIT_LOAD_PLUGINS": "btkit-strategy-smacross"}
+ONLY_SMACROSS = {"BTKIT_LOAD_PLUGINS": ""}  # smacross ships with the core: no entry point is needed
 
 
 def run_script(name: str, env: dict[str, str] | None = None) -> dict[str, Any]:
@@ -93,7 +93,7 @@ def main() -> None:
     ]
     print(f"\n{bt['frame_candles']:,} one-minute candles in the frame (BTCUSDT, smacross, 15m decisions)")
     print("btkit: every installed plugin loaded (the whole workspace)")
-    print("btkit-1: only the strategy's plugin (BTKIT_LOAD_PLUGINS=btkit-strategy-smacross)\n")
+    print("btkit-1: no entry-point plugin at all (BTKIT_LOAD_PLUGINS= ; smacross is a core default)\n")
     line = "| {:24} | {:>12} | {:>12} | {:>12} | {:>11} | {:>13} |"
     print(line.format("", "btkit", "btkit-1", "plain Python", "btkit/plain", "btkit-1/plain"))
     print("|" + "|".join("-" * (w + 2) for w in (24, 12, 12, 12, 11, 13)) + "|")

@@ -1,24 +1,23 @@
-"""The smacross package: its entry point is really installed, and the crossover rule on hand-made closes."""
+"""The smacross demo strategy: registered as a default plugin of the core, and the crossover rule on hand-made
+closes."""
 
 from __future__ import annotations
-
-import importlib
-from importlib.metadata import entry_points
 
 import numpy as np
 import pytest
 
-import btkit_strategy_smacross as sma
+import btkit.defaults.smacross as sma
 from btkit.components import StrategySpec
+from btkit.plugins import DEFAULT_PLUGINS, collect_components, get_plugin_manager
 
 
-def test_entry_point_is_installed_in_the_btkit_group() -> None:
-    eps = {ep.name: ep for ep in entry_points(group="btkit")}
-    assert "smacross" in eps, f"btkit entry points installed: {sorted(eps)}"
-    ep = eps["smacross"]
-    assert ep.value == "btkit_strategy_smacross"
-    assert ep.dist is not None and ep.dist.name == "btkit-strategy-smacross"
-    assert ep.load() is importlib.import_module("btkit_strategy_smacross")
+def test_registered_as_a_default_plugin_without_any_entry_point() -> None:
+    assert "btkit.defaults.smacross" in DEFAULT_PLUGINS
+    components = collect_components(get_plugin_manager(entrypoints=False))
+    for name in ("smacross", "sma-cross"):
+        spec = components.get("strategy", name)
+        assert spec.get_signal is sma.get_signal
+        assert spec.dist == "btkit"
 
 
 def test_registry_hook_offers_both_names() -> None:
@@ -28,7 +27,7 @@ def test_registry_hook_offers_both_names() -> None:
         assert isinstance(s, StrategySpec)
         assert s.interval == "15m"
         assert s.get_signal is sma.get_signal
-        assert s.dist == "btkit-strategy-smacross"
+        assert s.dist == "btkit"
 
 
 def test_hookimpl_marker_is_btkit() -> None:

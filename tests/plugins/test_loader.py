@@ -155,13 +155,15 @@ def test_each_manager_is_fresh(btkit_clean: None) -> None:
     assert {r.name for r in a.records} == {r.name for r in b.records}
 
 
-def test_demo_strategy_comes_from_a_really_installed_distribution() -> None:
+def test_demo_strategy_ships_with_the_core_and_contrib_strategies_come_from_installed_distributions() -> None:
     from importlib.metadata import entry_points
 
     eps = {ep.name: ep for ep in entry_points(group="btkit")}
-    assert "smacross" in eps and eps["smacross"].dist.metadata["Name"] == "btkit-strategy-smacross"
+    assert "smacross" not in eps  # a default plugin of the core, not an entry point
+    assert eps["dca-ladder"].dist.metadata["Name"] == "btkit-strategy-dca"
     components = collect_components(get_plugin_manager())
-    assert components.get("strategy", "smacross").dist == "btkit-strategy-smacross"
+    assert components.get("strategy", "smacross").dist == "btkit"
+    assert components.get("strategy", "dca").dist == "btkit-strategy-dca"
 
 
 def test_missing_component_names_the_failed_distribution(fake_site: Path) -> None:

@@ -34,6 +34,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "btkit.defaults.paper_broker",
     "btkit.defaults.file_persistence",
     "btkit.defaults.sim_exchange",
+    "btkit.defaults.smacross",
 )
 
 
@@ -216,9 +217,6 @@ def _missing_hint(kind: str, name: str) -> str:
         package = "btkit-binance-futures" if name.startswith("binance") else "btkit-ccxt"
         return f"; pip install {package}"
     if kind == "strategy":
-        package = {"smacross": "btkit-strategy-smacross", "sma-cross": "btkit-strategy-smacross"}.get(name)
-        if package is not None:
-            return f"; pip install {package} (the demo strategy)"
         return "; install its package or call btkit.add_strategy first (CLI: --strategy-file FILE.py)"
     return ""
 

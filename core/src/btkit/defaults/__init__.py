@@ -1,1 +1,2 @@
-"""Default plugins, registered like any installed plugin: sim exchange, paper broker, file persistence."""
+"""Default plugins, registered like any installed plugin: sim exchange, paper broker, file persistence and
+the smacross demo strategy."""

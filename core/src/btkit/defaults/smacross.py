@@ -1,8 +1,9 @@
-"""SMA-crossover demo strategy for btkit, packaged like any third-party strategy.
+"""The SMA-crossover demo strategy, shipped with the core as an ordinary default plugin.
 
-Installed through the ``btkit`` entry point ``smacross = "btkit_strategy_smacross"``; this module implements
-the ``btkit_strategies`` registry hook and offers the strategy under two names, ``smacross`` and
-``sma-cross``.
+Registered like every default (``btkit.plugins.DEFAULT_PLUGINS``), so ``pip install btkit`` alone runs
+``btkit backtest``; this module implements the ``btkit_strategies`` registry hook and offers the strategy
+under two names, ``smacross`` and ``sma-cross``. It is written exactly like a third-party strategy package
+(see ``docs/writing-a-strategy-package.md``).
 
 Rule: on 15-minute candles, go long when SMA(10) of the closes crosses above SMA(30) — the previous
 SMA(10) was at or below the previous SMA(30) and the current SMA(10) is above the current SMA(30). Take
@@ -40,7 +41,7 @@ TAKE_PROFIT_PERCENT = 2.0
 STOP_LOSS_PERCENT = 1.0
 LIFETIME_MINUTES = 1440
 COST = 100.0
-DIST = "btkit-strategy-smacross"
+DIST = "btkit"
 
 
 def crossed_up(close: np.ndarray, fast: int = FAST, slow: int = SLOW) -> bool:
