@@ -352,10 +352,11 @@ def test_a_single_entry_keeps_its_fill_price_bit_for_bit() -> None:
     )
 
 
-# opened at 15 with a 5-minute lifetime → closed at 20; the next tick is strictly after the close (21), and
-# get_signal is asked there unless 21 is still in the bucket the signal was opened in (15m: [15, 30))
-@pytest.mark.parametrize(("interval", "next_call"), [("1m", 21), ("5m", 21), ("15m", 30)])
-def test_after_a_close_the_strategy_is_asked_again_strictly_later_and_in_a_fresh_bucket(
+# opened at 15 with a 5-minute lifetime → closed at 20. Close, then decide, within one instant: 20 opens a
+# bucket of a 1m or 5m strategy, so it is asked at 20 itself, after the close; a 15m strategy used its
+# bucket [15, 30) for the open and is asked at 30, the next bucket's first instant
+@pytest.mark.parametrize(("interval", "next_call"), [("1m", 20), ("5m", 20), ("15m", 30)])
+def test_after_a_close_the_strategy_is_asked_at_the_close_instant_when_it_opens_a_fresh_bucket(
     interval: str, next_call: int
 ) -> None:
     out = run(

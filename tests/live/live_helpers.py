@@ -192,15 +192,16 @@ def check_invariants(snap: Snapshot, log_dir: Path) -> dict[str, int]:
         state = snap.states[symbol]
         ids = [c.signal.id for c in history]
         assert len(ids) == len(set(ids)), f"{symbol}: a signal closed twice in the history: {ids}"
-        # never two positions at once: trades follow each other in time
+        # never two positions at once: trades follow each other in time (a close at a bucket's first
+        # instant is followed by the decision at that same instant, so the next may open right at c1)
         spans = sorted((c.signal.pending_at, c.close_timestamp, c.signal.id) for c in history)
         for (o1, c1, s1), (o2, _, s2) in itertools.pairwise(spans):
-            assert o2 > c1, f"{symbol}: {s2} opened at {o2} while {s1} was open until {c1}"
+            assert o2 >= c1, f"{symbol}: {s2} opened at {o2} while {s1} was open until {c1}"
             assert c1 > o1
         if state.pending is not None:
             assert state.pending.id not in ids, f"{symbol}: {state.pending.id} is both open and closed"
             if spans:
-                assert state.pending.pending_at > spans[-1][1], (
+                assert state.pending.pending_at >= spans[-1][1], (
                     f"{symbol}: open position overlaps a closed one"
                 )
         assert state.pending is None or state.scheduled is None

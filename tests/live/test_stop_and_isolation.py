@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from datetime import datetime
@@ -162,7 +163,13 @@ def test_twenty_symbols_trade_while_one_symbols_exchange_fails_on_every_call(tmp
     for s in SYMBOLS:
         h = handles[s]
         assert h.error is None
-        assert len(h.event_list) == minutes
+        # every minute ticked (a close at a bucket's first instant adds the decision taken at that instant)
+        assert sorted({e.timestamp for e in h.event_list}) == [START + i * M for i in range(minutes)]
+        same_instant = sum(
+            isinstance(a, (btkit.Closed, btkit.Cancelled)) and b.timestamp == a.timestamp
+            for a, b in itertools.pairwise(h.event_list)
+        )
+        assert len(h.event_list) == minutes + same_instant
         assert sum(isinstance(e, btkit.Closed) for e in h.event_list) >= 5, s
 
 

@@ -107,6 +107,20 @@ def new_run(frame: str, risks: tuple[str, ...]) -> tuple[Run, int, int, int]:
     return run, start, end, step
 
 
+def next_tick_after_close(inst: StrategyInstance, closed_at: int, start: int, end: int, step: int) -> int:
+    """The frame timestamp the backtest ticks next once a signal ended at ``closed_at``.
+
+    Close, then decide, within one instant (10-lifecycle.md §3.1): when ``closed_at`` is a frame
+    timestamp that opens an unused bucket of the strategy's interval, the decision of that bucket is taken
+    at ``closed_at`` itself (a tick there finds nothing open and decides). Otherwise the first frame
+    timestamp strictly after the close.
+    """
+    on_frame = start <= closed_at <= end and (closed_at - start) % step == 0
+    if on_frame and inst.decision_due(closed_at):
+        return closed_at
+    return start + ((closed_at - start) // step + 1) * step
+
+
 async def run_backtest(
     symbol: str,
     *,
@@ -134,6 +148,11 @@ async def run_backtest(
             if events.has_listeners("backtest_progress"):
                 await emit_progress(inst, total, (ts - start) // step)
             result = await inst.tick(ts)
+            if isinstance(result, (Closed, Cancelled)):  # closed by the per-candle path or a command
+                collected.append(result)
+                yield result
+                # close, then decide, within one instant (10-lifecycle.md §3.1)
+                result = await inst.decide_after_close(ts) or result
             if isinstance(result, (Opened, Scheduled)):
                 collected.append(result)
                 yield result
@@ -142,11 +161,8 @@ async def run_backtest(
                     collected.append(follow)
                     yield follow
                     last = getattr(follow, "close_timestamp", follow.timestamp)
-                ts = start + ((last - start) // step + 1) * step
+                ts = next_tick_after_close(inst, last, start, end, step)
                 continue
-            if isinstance(result, (Closed, Cancelled)):  # closed by the per-candle path or a command
-                collected.append(result)
-                yield result
             idle = inst.state.pending is None and inst.state.scheduled is None
             # skip the rest of the bucket only when it is used up: a bucket released by a risk
             # rejection must be retried on the next tick (10-lifecycle.md §3.1)

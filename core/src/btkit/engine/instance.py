@@ -282,6 +282,9 @@ class StrategyInstance:
             return await self._tick_pending(when, obs)
         if st.scheduled is not None:
             return await self._tick_scheduled(when, obs)
+        return await self._decide(when)
+
+    async def _decide(self, when: int) -> TickResult:
         try:
             return await self._tick_idle(when)
         except BaseException:
@@ -293,24 +296,58 @@ class StrategyInstance:
                 )
             raise
 
+    def decision_due(self, when: int) -> bool:
+        """Close, then decide, within one instant (10-lifecycle.md §3.1): nothing is open or waiting and
+        ``when`` is the first instant of a bucket of the strategy's interval that was not used yet."""
+        st = self.state
+        return (
+            not self.stopping
+            and not st.strategy.paused
+            and st.pending is None
+            and st.scheduled is None
+            and st.strategy.intent is None
+            and when % self.interval == 0
+            and st.strategy.last_bucket != when
+        )
+
+    async def decide_after_close(self, when: int) -> TickResult | None:
+        """Called by every driver right after a tick at ``when`` closed a position or ended a scheduled
+        signal (TP, SL, expiry, timeout, price reject, user close/cancel): when ``when`` opens a bucket of
+        the strategy's interval, that bucket's decision is taken now, after the close — exactly what a
+        tick at ``when`` with nothing open would do — instead of one tick later. Returns the decision's
+        result, or None when no decision is due at ``when``."""
+        if not self.decision_due(when):
+            return None
+        return await self._decide(when)
+
+    def _decision_owed(self) -> bool:
+        """A restarted process finds a close stamped at a bucket's first instant and no decision taken
+        in that bucket: the decision that follows the close at that instant is still owed."""
+        st = self.state.strategy
+        return st.last_tick is not None and self.decision_due(st.last_tick)
+
     def already_done(self, when: int) -> bool:
         """Live: were the effects of the tick at ``when`` persisted before (by an earlier process)?
 
         Every live commit stamps its tick's minute in ``StrategyState.last_tick``; a minute after the last
-        stamp had no durable effect and is ticked again. The stamped minute itself is ticked again only
-        when it left a broker intent in flight (retried at the same minute, as if nothing had happened).
+        stamp had no durable effect and is ticked again. The stamped minute itself is ticked again when it
+        left a broker intent in flight (retried at the same minute, as if nothing had happened), or when
+        it closed a position at a bucket's first instant and the decision due then was not written (see
+        :meth:`decide_after_close`).
         """
         st = self.state.strategy
         if st.last_tick is None:
             return False
-        return when < st.last_tick or (when == st.last_tick and st.intent is None)
+        again = st.intent is not None or self._decision_owed()
+        return when < st.last_tick or (when == st.last_tick and not again)
 
     def resume_after(self) -> int | None:
         """The last minute a restarted live loop must not tick again (see :meth:`already_done`)."""
         st = self.state.strategy
         if st.last_tick is None:
             return None
-        return st.last_tick - MINUTE_MS if st.intent is not None else st.last_tick
+        again = st.intent is not None or self._decision_owed()
+        return st.last_tick - MINUTE_MS if again else st.last_tick
 
     async def _observe(self, when: int, obs: Observation | None) -> Observation:
         return obs if obs is not None else await self.market.observation(self.symbol, when)

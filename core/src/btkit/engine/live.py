@@ -343,6 +343,22 @@ class LiveHandle:
                 self.event_list.append(result)
                 if self.sink is not None and isinstance(result, (Opened, Closed, Cancelled)):
                     self.sink(result)
+                if isinstance(result, (Closed, Cancelled)):
+                    # close, then decide, within one instant (10-lifecycle.md §3.1)
+                    try:
+                        decided = await inst.decide_after_close(when)
+                    except CorruptStateError as exc:
+                        self.error = exc
+                        await run.report(exc, where, fatal=True)
+                        break
+                    except Exception as exc:
+                        await run.report(exc, f"{where}: decision at {when} failed; retrying next minute")
+                        continue
+                    if decided is not None:
+                        result = decided
+                        self.event_list.append(result)
+                        if self.sink is not None and isinstance(result, (Opened, Closed, Cancelled)):
+                            self.sink(result)
                 st = inst.state
                 if (
                     inst.stop_requested

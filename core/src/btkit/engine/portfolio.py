@@ -13,7 +13,9 @@ them, as the live runner does on a replay clock:
   minute;
 - an idle instance ticks on frame timestamps only, skipping throttle buckets it has used up;
 - within one minute, instances holding a signal tick first (exits before entries, so a slot freed at
-  minute t is free for an entry at minute t), then the idle ones, each group in the order given.
+  minute t is free for an entry at minute t), then the idle ones, each group in the order given; an
+  instance whose signal ended at t decides in the second group when t opens a bucket of its interval
+  (close, then decide, within one instant).
 
 Every rule is the single-symbol one: with no shared limit, each symbol's results equal its own
 ``Backtest.run`` (tested).
@@ -125,14 +127,7 @@ async def run_portfolio(
                     wake[inst] = await _wake(inst, t)
                 if wake[inst] <= t:
                     due.append(inst)
-            if on_frame:
-                idle_pings = events.has_listeners("idle_ping")
-                for inst in instances:
-                    if inst in busy:
-                        continue
-                    used = inst.state.strategy.last_bucket == (t // inst.interval) * inst.interval
-                    if idle_pings or not used:
-                        due.append(inst)
+            ended: set[StrategyInstance] = set()  # closed or cancelled at t
             for inst in due:
                 wake.pop(inst, None)  # ticked: a busy instance gets its next minute worked out again
                 if inst in unfolded:  # the tick itself tracks the candle it observes (opening at t - 1m)
@@ -141,6 +136,25 @@ async def run_portfolio(
                 if isinstance(result, REPORTED):
                     collected[inst].append(result)
                     yield result
+                if isinstance(result, (Closed, Cancelled)):
+                    ended.add(inst)
+            if on_frame:  # then the entries: idle instances, and those whose signal just ended at t
+                idle_pings = events.has_listeners("idle_ping")
+                for inst in instances:
+                    if inst in ended:  # close, then decide, within one instant (10-lifecycle.md §3.1)
+                        decided = await inst.decide_after_close(t)
+                        if isinstance(decided, REPORTED):
+                            collected[inst].append(decided)
+                            yield decided
+                        continue
+                    if inst in busy:
+                        continue
+                    used = inst.state.strategy.last_bucket == (t // inst.interval) * inst.interval
+                    if idle_pings or not used:
+                        result = await inst.tick(t)
+                        if isinstance(result, REPORTED):
+                            collected[inst].append(result)
+                            yield result
             t += MINUTE_MS
         if events.has_listeners("backtest_progress") and not (stop is not None and stop.is_set()):
             for inst in instances:
