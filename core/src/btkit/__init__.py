@@ -72,12 +72,14 @@ from btkit.model import (
     Waiting,
 )
 from btkit.persist.adapter import PersistSignalAdapter
+from btkit.plugins import PLUGIN_API_VERSION
 from btkit.position import Position
 from btkit.registry import add_exchange, add_frame, add_risk, add_strategy
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"  # the one place: pyproject reads it ([tool.hatch.version])
 
 __all__ = [
+    "PLUGIN_API_VERSION",
     "Active",
     "Backtest",
     "Broker",

@@ -4,12 +4,26 @@ Loading never crashes the host: a plugin that fails to import, to register (bad 
 a misspelled ``btkit_*`` hook is recorded with its distribution, version and error, unregistered, and
 skipped (``btkit plugins`` shows it). Components are then collected *by name* from the registry hooks;
 a name offered twice is an error naming both distributions.
+
+Two more guards (docs/writing-a-plugin.md):
+
+- **API version.** The host publishes :data:`PLUGIN_API_VERSION`; a plugin module declares the range it
+  supports as ``btkit_api = ">=1,<2"`` (a PEP 440 specifier). A plugin whose range excludes this host is
+  *refused*: imported but never registered, so none of its hooks is ever called, and listed with one line
+  saying which API versions it fits.
+- **Bounded import.** Each entry point is imported in a worker thread and waited for at most
+  ``BTKIT_PLUGIN_TIMEOUT`` seconds (default :data:`LOAD_TIMEOUT_SECONDS`); a plugin that does not finish
+  is listed as failed with the time waited, abandoned (its thread is a daemon), and not tried again in the
+  same process, so ``btkit plugins`` and every command always answer.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+import sys
+import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
@@ -29,6 +43,11 @@ from btkit.components import (
 from btkit.errors import PluginError, UnknownComponentError
 
 GROUP = hookspecs.PROJECT
+PLUGIN_API_VERSION = "1"
+"""The plugin API this host implements; bumped (major) when a hookspec or component record breaks."""
+API_ATTRIBUTE = "btkit_api"
+LOAD_TIMEOUT_SECONDS = 10.0
+TIMEOUT_ENV = "BTKIT_PLUGIN_TIMEOUT"
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "btkit.defaults.runtime",
     "btkit.defaults.paper_broker",
@@ -48,9 +67,10 @@ class PluginRecord:
     name: str
     dist: str
     version: str
-    status: str  # "loaded" | "failed" | "disabled"
+    status: str  # "loaded" | "failed" | "refused" | "disabled"
     error: str = ""
     hooks: tuple[str, ...] = ()
+    api: str = ""  # the plugin's declared ``btkit_api`` range, "" when it declares none
 
 
 class PluginManager(pluggy.PluginManager):
@@ -63,7 +83,8 @@ class PluginManager(pluggy.PluginManager):
         self.dist_of: dict[int, str] = {}
 
     def failed(self) -> list[PluginRecord]:
-        return [r for r in self.records if r.status == "failed"]
+        """Plugins that are installed and enabled but not in use: failed to load, or refused."""
+        return [r for r in self.records if r.status in ("failed", "refused")]
 
 
 def _hooks_of(pm: PluginManager, plugin: object) -> tuple[str, ...]:
@@ -71,13 +92,53 @@ def _hooks_of(pm: PluginManager, plugin: object) -> tuple[str, ...]:
 
 
 def _unknown_hooks(plugin: object) -> list[str]:
-    known = {n for n in dir(hookspecs) if n.startswith("btkit_")}
+    known = {n for n in dir(hookspecs) if n.startswith("btkit_")} | {API_ATTRIBUTE}
     names = dir(plugin) if not isinstance(plugin, dict) else []
     return [n for n in names if n.startswith("btkit_") and n not in known]
 
 
-def register_plugin(pm: PluginManager, plugin: object, *, name: str, dist: str, version: str) -> bool:
+def declared_api(plugin: object, module_name: str = "") -> str | None:
+    """The plugin's ``btkit_api`` range: on the object, else on the module it came from; None if absent."""
+    value = getattr(plugin, API_ATTRIBUTE, None) if not isinstance(plugin, dict) else None
+    if value is None and module_name:
+        value = getattr(sys.modules.get(module_name), API_ATTRIBUTE, None)
+    return None if value is None else str(value) if isinstance(value, str) else repr(value)
+
+
+def api_problem(declared: str | None, dist: str, version: str = "") -> str:
+    """Why a plugin declaring ``declared`` cannot run on this host ("" when it can)."""
+    if declared is None:
+        return ""
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+    from btkit import __version__
+
+    try:
+        fits = SpecifierSet(declared)
+    except InvalidSpecifier:
+        return (
+            f"{API_ATTRIBUTE} = {declared!r} is not a version range (write e.g. \">=1,<2\"); "
+            f"ask the author of {dist} for a fixed release"
+        )
+    if fits.contains(PLUGIN_API_VERSION, prereleases=True):
+        return ""
+    who = f"{dist} {version}".strip()
+    return (
+        f"{who} supports btkit plugin API {declared}, this btkit {__version__} provides API "
+        f"{PLUGIN_API_VERSION}; install a {dist} release for API {PLUGIN_API_VERSION} or a btkit whose API "
+        f"fits {declared}"
+    )
+
+
+def register_plugin(
+    pm: PluginManager, plugin: object, *, name: str, dist: str, version: str, module_name: str = ""
+) -> bool:
     """Register one plugin object safely; record the outcome. Returns True when loaded."""
+    api = declared_api(plugin, module_name) or ""
+    problem = api_problem(api or None, dist, version)
+    if problem:  # refused before registration: none of its hooks can ever run
+        pm.records.append(PluginRecord(name, dist, version, "refused", problem, api=api))
+        return False
     try:
         unknown = _unknown_hooks(plugin)
         if unknown:
@@ -88,10 +149,12 @@ def register_plugin(pm: PluginManager, plugin: object, *, name: str, dist: str, 
     except Exception as exc:  # a broken plugin must never take the host down
         if pm.is_registered(plugin):
             pm.unregister(plugin)
-        pm.records.append(PluginRecord(name, dist, version, "failed", f"{type(exc).__name__}: {exc}"))
+        pm.records.append(
+            PluginRecord(name, dist, version, "failed", f"{type(exc).__name__}: {exc}", api=api)
+        )
         return False
     pm.dist_of[id(plugin)] = dist
-    pm.records.append(PluginRecord(name, dist, version, "loaded", hooks=_hooks_of(pm, plugin)))
+    pm.records.append(PluginRecord(name, dist, version, "loaded", hooks=_hooks_of(pm, plugin), api=api))
     return True
 
 
@@ -108,9 +171,62 @@ def _ep_dist(ep: EntryPoint) -> tuple[str, str]:
     return (dist.metadata["Name"] or "<unknown>", dist.version or "?")
 
 
+def load_timeout(environ: Mapping[str, str]) -> float:
+    """Seconds to wait for one entry point's import (``BTKIT_PLUGIN_TIMEOUT``, default 10)."""
+    raw = environ.get(TIMEOUT_ENV, "").strip()
+    if not raw:
+        return LOAD_TIMEOUT_SECONDS
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not (0 < value <= 3600):  # also rejects nan and inf
+        from btkit.errors import ConfigError
+
+        raise ConfigError(f"{TIMEOUT_ENV}={raw!r} must be a number of seconds between 0 and 3600, e.g. 10")
+    return value
+
+
+_HUNG: dict[tuple[str, str, str], str] = {}  # entry points abandoned in this process -> their error line
+
+
+def _load_bounded(ep: EntryPoint, timeout: float) -> tuple[object | None, str]:
+    """``ep.load()`` in a daemon thread, waited for at most ``timeout`` s: (plugin, "") or (None, error)."""
+    key = (ep.group, ep.name, ep.value)
+    if key in _HUNG:  # its import still holds the module lock: waiting again would hang again
+        return None, _HUNG[key]
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["plugin"] = ep.load()
+        except BaseException as exc:  # SystemExit from a plugin too: recorded, never raised here
+            box["error"] = exc
+
+    started = time.monotonic()
+    worker = threading.Thread(target=target, name=f"btkit-plugin-load:{ep.name}", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    took = time.monotonic() - started
+    if worker.is_alive():
+        error = (
+            f"import did not finish in {took:.1f} s (hung; abandoned); fix or uninstall it, disable it with "
+            f"BTKIT_DISABLE_PLUGINS or raise {TIMEOUT_ENV}"
+        )
+        _HUNG[key] = error
+        return None, error
+    if "error" in box:
+        exc = box["error"]
+        if isinstance(exc, KeyboardInterrupt):
+            raise exc
+        return None, f"import failed: {type(exc).__name__}: {exc}"
+    return box["plugin"], ""
+
+
 def load_entry_points(pm: PluginManager, environ: Mapping[str, str]) -> None:
     disabled = _switch(environ, "BTKIT_DISABLE_PLUGINS") or set()
     allowed = _switch(environ, "BTKIT_LOAD_PLUGINS")
+    timeout = load_timeout(environ)
     seen: set[tuple[str, str]] = set()
     for ep in sorted(entry_points(group=GROUP), key=lambda e: e.name):
         dist, version = _ep_dist(ep)
@@ -124,16 +240,11 @@ def load_entry_points(pm: PluginManager, environ: Mapping[str, str]) -> None:
         ):
             pm.records.append(PluginRecord(ep.name, dist, version, "disabled"))
             continue
-        try:
-            plugin = ep.load()
-        except BaseException as exc:
-            if isinstance(exc, KeyboardInterrupt):
-                raise
-            pm.records.append(
-                PluginRecord(ep.name, dist, version, "failed", f"import failed: {type(exc).__name__}: {exc}")
-            )
+        plugin, error = _load_bounded(ep, timeout)
+        if error:
+            pm.records.append(PluginRecord(ep.name, dist, version, "failed", error))
             continue
-        register_plugin(pm, plugin, name=ep.name, dist=dist, version=version)
+        register_plugin(pm, plugin, name=ep.name, dist=dist, version=version, module_name=ep.module)
 
 
 def get_plugin_manager(
@@ -190,7 +301,7 @@ class Components:
             return table[name]
         hint = _missing_hint(kind, name)
         if self.failed:
-            broken = "; ".join(f"{r.dist} failed to load ({r.error})" for r in self.failed)
+            broken = "; ".join(f"{r.dist} {_outcome(r)} ({r.error})" for r in self.failed)
             hint += f"; note: plugin {broken}"
         names = sorted(table)
         ccxt = [n for n in names if n.startswith("ccxt:")]
@@ -203,6 +314,10 @@ class Components:
 
     def names(self, kind: str) -> list[str]:
         return sorted(self.by_kind[kind])
+
+
+def _outcome(record: PluginRecord) -> str:
+    return "was refused" if record.status == "refused" else "failed to load"
 
 
 def _missing_hint(kind: str, name: str) -> str:
@@ -257,7 +372,7 @@ def require_loaded(pm: PluginManager, dist_of_component: str) -> None:
     """Abort a live run when the plugin distribution that should provide a component failed to load."""
     for record in pm.failed():
         if record.dist == dist_of_component:
-            raise PluginError(f"plugin {record.dist} failed to load ({record.error}); fix or reinstall it")
+            raise PluginError(f"plugin {record.dist} {_outcome(record)} ({record.error}); fix or reinstall it")
 
 
 HookCallback = Callable[..., Any]

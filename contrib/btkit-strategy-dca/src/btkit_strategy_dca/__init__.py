@@ -30,6 +30,9 @@ import btkit
 from btkit.commands import commit_average_buy, commit_trailing_take
 from btkit.components import StrategySpec
 
+__version__ = "0.2.0"
+btkit_api = ">=1,<2"  # the btkit plugin API versions this plugin supports (btkit.PLUGIN_API_VERSION)
+
 __all__ = [
     "COST",
     "DIP_PERCENT",

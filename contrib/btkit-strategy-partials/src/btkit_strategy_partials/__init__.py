@@ -31,6 +31,9 @@ import btkit
 from btkit.commands import commit_breakeven, commit_partial_loss, commit_partial_profit, commit_trailing_stop
 from btkit.components import StrategySpec
 
+__version__ = "0.2.0"
+btkit_api = ">=1,<2"  # the btkit plugin API versions this plugin supports (btkit.PLUGIN_API_VERSION)
+
 __all__ = [
     "CHANNEL",
     "COST",

@@ -34,12 +34,43 @@ from btkit.secrets import mask
 
 __all__ = ["CliError", "build_parser", "main", "parse_day", "parse_timerange"]
 
-VERBS = ("backtest", "live", "plugins", "report", "data", "persistence")
+VERBS = ("backtest", "live", "plugins", "report", "data", "persistence", "new")
+
+
+def version_lines() -> list[str]:
+    """``btkit --version``: btkit's version and plugin API, then one line per plugin distribution."""
+    import platform
+
+    from btkit import __version__
+    from btkit.plugins import PLUGIN_API_VERSION, get_plugin_manager
+
+    lines = [f"btkit {__version__} (plugin API {PLUGIN_API_VERSION}, Python {platform.python_version()})"]
+    by_dist: dict[tuple[str, str], list[str]] = {}
+    for r in get_plugin_manager().records:
+        if r.dist in ("btkit", "<code>", "<extra>"):
+            continue
+        by_dist.setdefault((r.dist, r.version), []).append(r.name if r.status == "loaded" else f"{r.name} {r.status}")
+    for (dist, version), names in sorted(by_dist.items()):
+        lines.append(f"{dist} {version} ({', '.join(names)})")
+    return lines
+
+
+class _VersionAction(argparse.Action):
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=str(kwargs["help"]))
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        try:
+            print("\n".join(version_lines()))
+        except BtkitError as exc:  # e.g. a bad BTKIT_PLUGIN_TIMEOUT: still one line
+            parser.exit(EXIT_USAGE, f"btkit: error: {exc}\n")
+        parser.exit(0)
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="btkit", description="Backtest and live-trade the same strategy code.")
     p.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    p.add_argument("--version", action=_VersionAction, help="print btkit's version and every plugin's, then exit")
     sub = p.add_subparsers(dest="verb", required=True)
     for verb in VERBS:
         importlib.import_module(f"btkit.cli.{verb}").register(sub)

@@ -20,7 +20,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     for r in pm.records:
         hooks = ", ".join(h.removeprefix("btkit_") for h in r.hooks)
         line = f"{r.name:<{width}}  {r.dist} {r.version}  {r.status}"
-        if r.status == "failed":
+        if r.status in ("failed", "refused"):
             line += f": {r.error}"
         elif hooks:
             line += f"  [{hooks}]"

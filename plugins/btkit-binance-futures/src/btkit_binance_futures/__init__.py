@@ -23,6 +23,9 @@ from btkit_binance_futures.ids import derive_id
 NAME = "binance-futures"
 DIST = "btkit-binance-futures"
 
+__version__ = "0.2.0"
+btkit_api = ">=1,<2"  # the btkit plugin API versions this plugin supports (btkit.PLUGIN_API_VERSION)
+
 __all__ = [
     "NAME",
     "BinanceFuturesBroker",

@@ -24,6 +24,9 @@ _LAZY = {
     "rebase_api_urls": "btkit_ccxt.client",
 }
 
+__version__ = "0.2.0"
+btkit_api = ">=1,<2"  # the btkit plugin API versions this plugin supports (btkit.PLUGIN_API_VERSION)
+
 __all__ = [
     "CcxtExchange",
     "Credentials",

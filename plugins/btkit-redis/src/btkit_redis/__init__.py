@@ -16,6 +16,9 @@ from btkit.hookspecs import hookimpl
 if TYPE_CHECKING:
     from btkit_redis.backend import RedisBackend
 
+__version__ = "0.2.0"
+btkit_api = ">=1,<2"  # the btkit plugin API versions this plugin supports (btkit.PLUGIN_API_VERSION)
+
 __all__ = ["RedisBackend", "btkit_persistence_backends", "redact_url"]
 
 

@@ -10,6 +10,9 @@ from btkit.components import PersistenceBackendSpec
 from btkit.hookspecs import hookimpl
 from btkit_sqlite.backend import MIGRATIONS, SCHEMA_VERSION, SqliteBackend
 
+__version__ = "0.2.0"
+btkit_api = ">=1,<2"  # the btkit plugin API versions this plugin supports (btkit.PLUGIN_API_VERSION)
+
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SqliteBackend", "btkit_persistence_backends"]
 
 
