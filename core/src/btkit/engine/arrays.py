@@ -213,8 +213,11 @@ def validate_output(spec: StrategySpec, out: Any, ts: np.ndarray) -> Table:
             )
         prices[col] = arr
     indicators: dict[str, np.ndarray] = {}
+    inputs = {"timestamp", "date", *BASE_COLUMNS}
+    assert spec.array is not None
+    inputs.update(f"{c}_{iv}" for iv in spec.array.informative for c in BASE_COLUMNS)
     for col, values in cols.items():
-        if col in SIGNAL_COLUMNS or col in ("timestamp", "date"):
+        if col in SIGNAL_COLUMNS or col in inputs:  # the candles handed in are not indicators
             continue
         arr = np.asarray(values)
         if arr.dtype.kind in "biuf":
