@@ -58,6 +58,11 @@ class LookaheadReport:
         return bool(self.findings)
 
     @property
+    def decisions_changed(self) -> int:
+        """Findings where the request itself changed (the rest: an indicator moved, the decision held)."""
+        return sum(1 for f in self.findings if f.full != f.truncated)
+
+    @property
     def columns(self) -> list[str]:
         """Columns that moved, most often first."""
         counts: dict[str, int] = {}
@@ -257,7 +262,8 @@ def _v(x: float) -> str:
 
 def markdown_lines(report: LookaheadReport, *, max_rows: int = 100) -> list[str]:
     verdict = (
-        f"**BIASED**: {len(report.findings)} decision(s) change when the future is cut off"
+        f"**BIASED**: {len(report.findings)} bar(s) differ when the future is cut off — "
+        f"{report.decisions_changed} decision(s) changed, on the others an indicator moved"
         if report.biased
         else "**no look-ahead bias found**: every decision is the same with the data cut at its bar"
     )

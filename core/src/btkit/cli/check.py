@@ -89,7 +89,8 @@ def cmd_check(args: argparse.Namespace) -> int:
             lines = lookahead.markdown_lines(la)
             failed |= la.biased
             verdict = (
-                f"BIASED: {len(la.findings)} decision(s) change ({', '.join(la.columns[:5]) or 'enter'} moved)"
+                f"BIASED: {len(la.findings)} bar(s) differ, {la.decisions_changed} decision(s) changed "
+                f"({', '.join(la.columns[:5]) or 'enter'} moved)"
                 if la.biased
                 else "no look-ahead bias found"
             )
