@@ -75,6 +75,42 @@ def register_pair(fast: int, slow: int, short: bool) -> None:
     btkit.add_array_strategy("array", populate, interval=BAR, window=slow + 1, defaults=bracket)
 
 
+def register_htf_pair() -> None:
+    """Long when the 5m close crosses above the last closed hourly close: per-tick and array form."""
+    bracket = {"percent_take_profit": 0.8, "percent_stop_loss": 0.5, "minute_estimated_time": 90}
+
+    def get_signal(symbol: str, when: datetime, price: float) -> dict[str, Any] | None:
+        c = btkit.get_candles(symbol, BAR, 2)
+        h = btkit.get_candles(symbol, "1h", 3)
+        hour_ms = 3_600_000
+
+        def hour_close_at(t: int) -> float:  # the close of the last hour closed at time t
+            closed = [k for k in range(3) if int(h.timestamp[k]) + hour_ms <= t]
+            return float(h.close[closed[-1]])
+
+        end_now = int(c.timestamp[-1]) + BAR_MS  # the last 5m bar closes at end_now
+        if not (c.close[-2] <= hour_close_at(end_now - BAR_MS) and c.close[-1] > hour_close_at(end_now)):
+            return None
+        return {
+            **btkit.Position.bracket(
+                position="long", current_price=price, percent_take_profit=0.8, percent_stop_loss=0.5
+            ),
+            "minute_estimated_time": 90,
+        }
+
+    def populate(c: dict[str, np.ndarray]) -> np.ndarray:
+        h = c["close_1h"]
+        enter = np.zeros(len(h), dtype=np.int8)
+        with np.errstate(invalid="ignore"):
+            enter[1:] = (c["close"][:-1] <= h[:-1]) & (c["close"][1:] > h[1:])
+        return enter
+
+    btkit.add_strategy("tick-htf", get_signal, interval=BAR)
+    btkit.add_array_strategy(
+        "array-htf", populate, interval=BAR, window=30, informative=("1h",), defaults=bracket
+    )
+
+
 def trades(strategy: str, frame: str = "f") -> list[dict[str, Any]]:
     out = []
     for r in btkit.Backtest.run("X", strategy=strategy, exchange="mem", frame=frame):
@@ -117,6 +153,7 @@ def test_both_forms_give_identical_trades_in_live_replay(tmp_path: Path) -> None
     end_ms = START_MS + (minutes - 120) * M
     btkit.add_exchange("mem", memory_exchange("mem", {"X": random_walk(7, minutes)}).get_candles)
     register_pair(3, 8, short=False)
+    register_htf_pair()
     btkit.add_frame(
         "f",
         datetime.fromtimestamp((START_MS + 120 * M) / 1000, UTC),
@@ -124,9 +161,14 @@ def test_both_forms_give_identical_trades_in_live_replay(tmp_path: Path) -> None
     )
     backtest = [t for t in trades("array") if t["action"] == "closed"]
     assert len(backtest) >= 5
+    htf_backtest = [t for t in trades("array-htf") if t["action"] == "closed"]
+    assert len(htf_backtest) >= 3 and htf_backtest == [
+        t for t in trades("tick-htf") if t["action"] == "closed"
+    ]
 
     btkit.use_persistence("file", root=str(tmp_path / "dump"))
-    live: dict[str, list[dict[str, Any]]] = {"tick": [], "array": []}
+    names = ("tick", "array", "tick-htf", "array-htf")
+    live: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
 
     def on_live(r: Any) -> None:
         if isinstance(r, Closed):
@@ -138,12 +180,13 @@ def test_both_forms_give_identical_trades_in_live_replay(tmp_path: Path) -> None
 
     btkit.listen_signal_live(on_live)
     clock = btkit.ReplayClock(START_MS + 120 * M, end=end_ms)
-    handles = [btkit.Live.background("X", strategy=s, exchange="mem", clock=clock) for s in ("tick", "array")]
+    handles = [btkit.Live.background("X", strategy=s, exchange="mem", clock=clock) for s in names]
     for h in handles:
         assert h.join(120)
         assert h.error is None
     assert live["array"] == live["tick"]
     assert len(live["array"]) >= 5
+    assert live["array-htf"] == live["tick-htf"] and len(live["array-htf"]) >= 3
     for b in backtest:
         for k in ("backtest", "frame_name"):
             b.pop(k)
