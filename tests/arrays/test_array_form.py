@@ -301,3 +301,31 @@ def test_a_strategy_needs_exactly_one_form() -> None:
         StrategySpec(name="both", get_signal=lambda *a: None, array=ArrayForm(populate=lambda c: None))
     with pytest.raises(btkit.ConfigError, match="exactly one of get_signal"):
         StrategySpec(name="neither")
+
+
+def test_cli_backtest_of_a_bad_array_strategy_exits_1_naming_it(tmp_path: Path, capsys: Any) -> None:
+    from btkit.cli import main
+
+    script = tmp_path / "bad.py"
+    script.write_text(
+        "import numpy as np\nimport btkit\n"
+        "btkit.add_array_strategy('bad-len', lambda c: np.zeros(len(c['close']) - 1), interval='15m', window=40)\n"
+    )
+    code = main(
+        [
+            "backtest",
+            "--strategy-file",
+            str(script),
+            "--strategy",
+            "bad-len",
+            "--timerange",
+            "20240101-20240103",
+            "--dump-dir",
+            str(tmp_path),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 1
+    (line,) = [ln for ln in err.splitlines() if ln.startswith("btkit: error:")]
+    assert "strategy 'bad-len': column 'enter' has" in line and "rows for" in line
+    assert not (tmp_path / "backtest").exists()  # no report of a run that failed
