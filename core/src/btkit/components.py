@@ -133,7 +133,8 @@ class ArrayForm:
     window: int = attrs.field(default=500, validator=_window)
     pandas: bool = False
     informative: Sequence[str] = attrs.field(default=(), converter=tuple, validator=_informative)
-    defaults: Any = attrs.field(factory=dict, converter=dict, validator=_defaults)
+    # eq=False: a dict is unhashable, and a StrategySpec must stay hashable like the other records
+    defaults: Any = attrs.field(factory=dict, converter=dict, validator=_defaults, eq=False)
 
 
 @attrs.frozen(kw_only=True)
