@@ -152,3 +152,9 @@ __all__ = [
     "set_config",
     "use_persistence",
 ]
+
+# array-form strategies (issue 13, docs/array-strategies.md)
+from btkit.components import ArrayForm
+from btkit.registry import add_array_strategy
+
+__all__ += ["ArrayForm", "add_array_strategy"]

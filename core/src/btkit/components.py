@@ -78,17 +78,85 @@ class ExchangeSpec:
     dist: str = "<code>"
 
 
+# ---------------------------------------------------------------- array form (docs/array-strategies.md)
+ARRAY_DEFAULT_KEYS = (
+    "percent_take_profit",
+    "percent_stop_loss",
+    "price_take_profit",
+    "price_stop_loss",
+    "minute_estimated_time",
+    "cost",
+    "note",
+    "multiplier",
+    "isolated",
+)
+
+
+def _populate(inst: Any, a: attrs.Attribute, v: Any) -> None:
+    if not callable(v):
+        raise ConfigError(f"ArrayForm.populate must be callable, got {type(v).__name__}")
+
+
+def _window(inst: Any, a: attrs.Attribute, v: Any) -> None:
+    if isinstance(v, bool) or not isinstance(v, int) or v < 2:
+        raise ConfigError(f"ArrayForm.window must be a whole number >= 2, got {v!r}")
+
+
+def _informative(inst: Any, a: attrs.Attribute, v: Any) -> None:
+    for iv in v:
+        interval_ms(iv)
+
+
+def _defaults(inst: Any, a: attrs.Attribute, v: Any) -> None:
+    unknown = sorted(set(v) - set(ARRAY_DEFAULT_KEYS))
+    if unknown:
+        raise ConfigError(
+            f"ArrayForm.defaults: unknown key(s) {', '.join(unknown)}; use {', '.join(ARRAY_DEFAULT_KEYS)}"
+        )
+
+
+@attrs.frozen(kw_only=True)
+class ArrayForm:
+    """The array form of a strategy: ``populate(candles)`` returns, per bar, the signal to request.
+
+    ``candles`` is a dict of float64 numpy columns (``timestamp`` int64 ms open times, ``open`` … ``volume``,
+    and ``<column>_<interval>`` for each ``informative`` interval, aligned so a bar sees only closed
+    higher-timeframe bars), or a pandas DataFrame of the same columns (plus ``date``) when ``pandas=True``.
+    It returns an ``enter`` column (1 long, -1 short, 0 nothing) and optionally per-bar signal columns
+    (``price_open``, ``price_take_profit``, ``price_stop_loss``, ``percent_take_profit``,
+    ``percent_stop_loss``, ``minute_estimated_time``, ``cost``) plus any indicator columns. ``defaults``
+    fill signal fields for every request. Live passes the last ``window`` candles each tick and uses the last
+    row; a backtest passes the whole run at once (with ``window`` candles of warm-up before the frame).
+    """
+
+    populate: Callable[[Any], Any] = attrs.field(validator=_populate)
+    window: int = attrs.field(default=500, validator=_window)
+    pandas: bool = False
+    informative: Sequence[str] = attrs.field(default=(), converter=tuple, validator=_informative)
+    # eq=False: a dict is unhashable, and a StrategySpec must stay hashable like the other records
+    defaults: Any = attrs.field(factory=dict, converter=dict, validator=_defaults, eq=False)
+
+
 @attrs.frozen(kw_only=True)
 class StrategySpec:
-    """A strategy: ``get_signal(symbol, when, current_price)`` returns a Signal, a dict or None."""
+    """A strategy: ``get_signal(symbol, when, current_price)`` returns a Signal, a dict or None; or, in the
+    array form, ``array=ArrayForm(populate=…)`` computes the requests of every bar at once."""
 
     name: str = attrs.field(validator=_name)
-    get_signal: Callable[..., Any] = attrs.field(validator=_callable)
+    get_signal: Callable[..., Any] | None = attrs.field(default=None, validator=_opt_callable)
     interval: str = attrs.field(default="1m", validator=_strategy_interval)
     risk: str | None = None
     risks: Sequence[str] = attrs.field(default=(), converter=tuple)
     callbacks: Any = None
     dist: str = "<code>"
+    array: ArrayForm | None = None  # the array form (issue 13); exactly one of get_signal / array
+
+    def __attrs_post_init__(self) -> None:
+        if (self.get_signal is None) == (self.array is None):
+            raise ConfigError(
+                f"strategy {self.name!r}: give exactly one of get_signal (per-tick form) or array "
+                "(btkit.ArrayForm, the array form)"
+            )
 
     @property
     def risk_names(self) -> tuple[str, ...]:

@@ -144,6 +144,23 @@ class Candles(Sequence[Candle]):
         for i in range(len(self)):
             yield self._candle(i)
 
+    def to_pandas(self) -> Any:
+        """A pandas DataFrame (``pip install btkit[ta]``): ``timestamp`` (ms), ``date`` (UTC), ``open`` …
+        ``volume`` as float64 copies, ready for TA-Lib or pandas rolling windows (docs/array-strategies.md)."""
+        import pandas as pd
+
+        frame = pd.DataFrame(
+            {
+                "timestamp": np.asarray(self.timestamp, dtype=np.int64),
+                **{
+                    c: np.array(getattr(self, c), dtype=np.float64)
+                    for c in ("open", "high", "low", "close", "volume")
+                },
+            }
+        )
+        frame.insert(1, "date", pd.to_datetime(frame["timestamp"], unit="ms", utc=True))
+        return frame
+
     def __repr__(self) -> str:
         if not len(self):
             return "Candles([])"

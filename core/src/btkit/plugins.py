@@ -54,6 +54,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "btkit.defaults.file_persistence",
     "btkit.defaults.sim_exchange",
     "btkit.defaults.smacross",
+    "btkit.defaults.smacross_array",  # the demo in the array form (issue 13)
 )
 
 

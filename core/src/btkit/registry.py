@@ -8,7 +8,7 @@ usual duplicate-name error.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -114,4 +114,29 @@ def add_risk(name: str, validations: Sequence[Callable[..., Any]] | Callable[...
         validations = (validations,)
     spec = RiskSpec(name=name, validations=validations)
     CODE.risks[name] = spec
+    return spec
+
+
+def add_array_strategy(
+    name: str,
+    populate: Callable[[Any], Any],
+    interval: str = "1m",
+    *,
+    window: int = 500,
+    pandas: bool = False,
+    informative: Sequence[str] = (),
+    defaults: Mapping[str, Any] | None = None,
+    risk: str | None = None,
+    risks: Sequence[str] = (),
+    callbacks: Any = None,
+) -> StrategySpec:
+    """Register an array-form strategy: ``populate(candles)`` returns the per-bar requests
+    (docs/array-strategies.md)."""
+    from btkit.components import ArrayForm
+
+    form = ArrayForm(
+        populate=populate, window=window, pandas=pandas, informative=informative, defaults=defaults or {}
+    )
+    spec = StrategySpec(name=name, array=form, interval=interval, risk=risk, risks=risks, callbacks=callbacks)
+    CODE.strategies[name] = spec
     return spec

@@ -444,6 +444,9 @@ def dump_report(
     if png and len(stats.equity_curve) >= 2:
         image = name[: -len(".md")] + ".png"
         write_equity_png(stats, Path(directory) / image)
+    from btkit.analysis.intrabar import report_section  # issue 13: the intrabar ambiguity section
+
+    sections = {**(sections or {}), **report_section(stats, exchange=exchange, mode=mode)}
     text = render_markdown(
         title, stats, extra=extra, max_rows=max_rows, equity_image=image, sections=sections
     )

@@ -22,6 +22,11 @@ from btkit.persist.backend import Backend, Change
 
 @hookimpl(trylast=True)
 def btkit_get_signal(strategy: StrategySpec, symbol: str, when: datetime, current_price: float) -> Any:
+    if strategy.array is not None:  # the array form (docs/array-strategies.md): an awaitable of the bar's row
+        from btkit.engine.arrays import array_signal
+
+        return array_signal(strategy, symbol, round(when.timestamp() * 1000), current_price)
+    assert strategy.get_signal is not None
     return strategy.get_signal(symbol, when, current_price)
 
 

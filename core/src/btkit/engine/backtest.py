@@ -23,7 +23,7 @@ from btkit import events
 from btkit.components import interval_ms
 from btkit.config import get_config
 from btkit.context import datetime_to_ms
-from btkit.engine import fastpath
+from btkit.engine import arrays, fastpath
 from btkit.engine.instance import StrategyInstance
 from btkit.engine.run import Run
 from btkit.engine.stream import ResultStream
@@ -141,6 +141,7 @@ async def run_backtest(
     bucket = inst.interval
     error: BaseException | None = None
     try:
+        await arrays.prepare(inst, start)  # array-form strategies (issue 13): the whole run's table, once
         ts = start
         while ts <= end:
             if stop is not None and stop.is_set():
@@ -169,6 +170,8 @@ async def run_backtest(
             used = inst.state.strategy.last_bucket == (ts // bucket) * bucket
             if idle and used and not events.has_listeners("idle_ping"):
                 next_bucket = (ts // bucket + 1) * bucket
+                # array-form strategies (issue 13): jump to the next bucket whose bar requests a signal
+                next_bucket = arrays.skip_to(inst, next_bucket)
                 ts = start + max(1, math.ceil((next_bucket - start) / step)) * step
             else:
                 ts += step
