@@ -150,3 +150,9 @@ __all__ = [
     "set_config",
     "use_persistence",
 ]
+
+# money: wallet and position sizing (issue 12)
+from btkit.accounting import SizingRequest, SizingSpec, get_wallet, set_wallet
+from btkit.registry import add_sizing
+
+__all__ += ["SizingRequest", "SizingSpec", "add_sizing", "get_wallet", "set_wallet"]

@@ -18,6 +18,7 @@ import attrs
 import pluggy
 
 from btkit import hookspecs
+from btkit.accounting.sizing import SizingSpec
 from btkit.components import (
     BrokerSpec,
     ExchangeSpec,
@@ -35,6 +36,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "btkit.defaults.file_persistence",
     "btkit.defaults.sim_exchange",
     "btkit.defaults.smacross",
+    "btkit.defaults.sizings",
 )
 
 
@@ -173,6 +175,7 @@ _KINDS: dict[str, tuple[str, type]] = {
     "risk": ("btkit_risks", RiskSpec),
     "broker": ("btkit_brokers", BrokerSpec),
     "persistence": ("btkit_persistence_backends", PersistenceBackendSpec),
+    "sizing": ("btkit_sizings", SizingSpec),
 }
 
 

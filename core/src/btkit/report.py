@@ -577,3 +577,19 @@ def export_trades(
         data = json.dumps(docs, indent=2, allow_nan=False) + "\n"
     _atomic_write(out, data.encode("utf-8"))
     return out
+
+
+# ---------------------------------------------------------------- portfolio (money; btkit.accounting)
+def dump_portfolio_report(directory: str | os.PathLike[str], title: str, view: Any, *, name: str) -> Path:
+    """The portfolio report ``<name>.md`` (money totals, per-symbol rows, heat table, equity curve) with
+    the curve as ``<name>.png`` and ``<name>-equity.csv``; sections come from ``btkit.accounting.view``."""
+    from btkit.accounting.view import curve_csv, curve_points, markdown_sections
+
+    points = [(t, e / view.stats.starting_balance) for t, e in curve_points(view.curve, 2000)]
+    _atomic_write(Path(directory) / f"{name}.png", encode_png(line_chart(points, step=False)))
+    _atomic_write(Path(directory) / f"{name}-equity.csv", curve_csv(view.curve).encode("utf-8"))
+    body = [f"# {title}", ""]
+    for heading, text in markdown_sections(view, equity_image=f"{name}.png").items():
+        body += [f"## {heading}", "", text, ""]
+    body += [f"Full curve: [{name}-equity.csv]({name}-equity.csv)", ""]
+    return write_report(directory, f"{name}.md", "\n".join(body))

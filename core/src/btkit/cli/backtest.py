@@ -16,6 +16,7 @@ from btkit.cli.common import (
     exchange_name,
     fmt,
     has_risk,
+    has_wallet,
     load_strategy_files,
     parse_timerange,
     register_risks,
@@ -80,7 +81,10 @@ def _summary(rows: list[tuple[str, Any]]) -> str:
 
 def cmd_backtest(args: argparse.Namespace) -> int:
     import btkit
-    from btkit.report import export_trades
+    from btkit.accounting.view import terminal_lines
+    from btkit.engine.accounts import backtest_portfolio
+    from btkit.market import wall_clock_ms
+    from btkit.report import dump_portfolio_report, export_trades, report_filename
 
     settings = settings_for(args)
     load_strategy_files(args, settings)
@@ -99,8 +103,11 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     )
     rows, reports = [], []
     risks = register_risks(settings)
-    if len(symbols) > 1 and has_risk(strategy, risks):  # shared limits need the symbols in lockstep
-        print(f"portfolio: {len(symbols)} symbols share risk profiles; run in lockstep minute by minute")
+    shared = has_risk(strategy, risks) or has_wallet(args, settings)
+    if len(symbols) > 1 and shared:  # shared limits (risk profiles, one wallet) need the symbols in lockstep
+        print(
+            f"portfolio: {len(symbols)} symbols share risk profiles or a wallet; run in lockstep minute by minute"
+        )
         progress.portfolio = symbols[0]
         for _ in btkit.Backtest.run_portfolio(
             symbols, strategy=strategy, exchange=exchange, frame=frame, risks=risks
@@ -123,8 +130,14 @@ def cmd_backtest(args: argparse.Namespace) -> int:
             export_trades(stats.closed, target, args.export)
             reports.append(target)
     print(_summary(rows))
+    view = backtest_portfolio(symbols, strategy=strategy, exchange=exchange, frame=frame)  # money (issue 12)
+    print("\n".join(["", *terminal_lines(view)]))
+    name = report_filename("portfolio", strategy, exchange, frame, "backtest", wall_clock_ms())[:-3]
+    title = f"Portfolio · {strategy} · {exchange} · {frame}"
+    portfolio = dump_portfolio_report(dump_dir, title, view, name=name)
     for path in reports:
         print(f"report: {path}")
+    print(f"portfolio report: {portfolio}")
     return 0
 
 
