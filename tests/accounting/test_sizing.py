@@ -63,7 +63,9 @@ def test_risk_sizes_the_loss_at_the_stop_to_risk_percent_of_equity() -> None:
     # with 5× leverage the margin is a fifth of the notional
     assert size("risk", "2", multiplier=5.0) == pytest.approx(2_000.0)
     # a short: distance is |entry − SL| too. 1 % of 10,000 = 100 / |50 − 52| = 50 units × 50 = 2,500
-    assert size("risk", "1", position="short", price_open=50.0, price_stop_loss=52.0) == pytest.approx(2_500.0)
+    assert size("risk", "1", position="short", price_open=50.0, price_stop_loss=52.0) == pytest.approx(
+        2_500.0
+    )
 
 
 def test_kelly_from_closed_trades() -> None:
@@ -107,7 +109,10 @@ def test_bad_settings_are_config_errors_and_change_nothing() -> None:
             set_wallet(**bad)
     assert set_wallet() == before
     got = wallet_from_settings(
-        {"wallet": {"balance": "2500", "currency": "USDC"}, "sizing": {"method": "kelly:0.5", "max_percent": 25}}
+        {
+            "wallet": {"balance": "2500", "currency": "USDC"},
+            "sizing": {"method": "kelly:0.5", "max_percent": 25},
+        }
     )
     assert (got.balance, got.currency, got.sizing, got.max_percent) == (2_500.0, "USDC", "kelly:0.5", 25.0)
     assert wallet_from_settings({"wallet": {"balance": 1}}, balance=9.0, sizing="fixed:3").balance == 9.0

@@ -3,6 +3,7 @@ look-ahead, and the invariants locked + free = equity − unrealised, free ≥ 0
 
 from __future__ import annotations
 
+import itertools
 import math
 from datetime import UTC, datetime
 from types import SimpleNamespace
@@ -57,7 +58,7 @@ def test_a_signal_costing_more_than_is_free_is_refused_never_shrunk() -> None:
     # never two at once: 2 × 600 > 1,000
     closes = {r.signal.id: r.close_timestamp for r in results if isinstance(r, Closed)}
     spans = sorted((r.timestamp, closes[r.signal.id]) for r in opened)
-    assert all(b[0] >= a[1] for a, b in zip(spans, spans[1:], strict=False))
+    assert all(b[0] >= a[1] for a, b in itertools.pairwise(spans))
     refused = [r for r in _rejections[("BTCUSDT", "big", "sim", "day")] if r.risk_name == WALLET]
     assert refused, "the second symbol's signals must be refused while the first holds 600"
     assert all("insufficient funds: cost 600.00 USDT exceeds free balance" in r.note for r in refused)
@@ -111,7 +112,9 @@ def test_kelly_reads_only_trades_closed_before_the_decision(candle_exchange: Any
     kelly_sized = 0
     everything = kelly_fraction([c.pnl.pnl_percentage for c in closed])
     for r in opened:
-        before = sorted((c for c in closed if c.close_timestamp <= r.timestamp), key=lambda c: c.close_timestamp)
+        before = sorted(
+            (c for c in closed if c.close_timestamp <= r.timestamp), key=lambda c: c.close_timestamp
+        )
         pnls = [c.pnl.pnl_percentage for c in before]
         equity = 10_000.0 + math.fsum(c.pnl.pnl_cost for c in before)
         f = kelly_fraction(pnls)
@@ -201,31 +204,50 @@ def test_locked_plus_free_is_equity_less_unrealised_and_free_never_negative(ops:
         inst = insts[k]
         row = inst.state.pending
         if row is None:
-            signal = Signal(position="long", price_take_profit=120.0, price_stop_loss=80.0, cost=cost, multiplier=lev)
+            signal = Signal(
+                position="long", price_take_profit=120.0, price_stop_loss=80.0, cost=cost, multiplier=lev
+            )
             out = asyncio.run(wallet.admit(inst, signal, 100.0, t))
             if isinstance(out, Signal):
                 assert out.cost == cost  # admitted as asked or not at all
                 built = machine.build_row(
-                    out, symbol=inst.symbol, strategy_name="s", exchange_name="x", frame_name="f",
-                    when=t, current_price=100.0, cfg=CFG,
+                    out,
+                    symbol=inst.symbol,
+                    strategy_name="s",
+                    exchange_name="x",
+                    frame_name="f",
+                    when=t,
+                    current_price=100.0,
+                    cfg=CFG,
                 )
-                inst.state = attrs.evolve(inst.state, pending=built) if False else SimpleNamespace(
-                    pending=built, scheduled=None, strategy=inst.state.strategy
+                inst.state = (
+                    attrs.evolve(inst.state, pending=built)
+                    if False
+                    else SimpleNamespace(pending=built, scheduled=None, strategy=inst.state.strategy)
                 )
             else:
                 assert cost > wallet.free
         else:
             liq = max(close_f * 100.0, 100.0 * (1 - 0.99 / row.multiplier))  # isolated: stop at liquidation
             pnl = position_pnl(row, liq, slippage_pct=0.1, fee_pct=0.1)
-            pnl = attrs.evolve(pnl, pnl_percentage=max(-100.0, pnl.pnl_percentage),
-                               pnl_cost=max(-row.cost, pnl.pnl_cost))
+            pnl = attrs.evolve(
+                pnl, pnl_percentage=max(-100.0, pnl.pnl_percentage), pnl_cost=max(-row.cost, pnl.pnl_cost)
+            )
             from btkit.engine.instance import view_of
 
             inst.history.append(
                 Closed(
-                    symbol=inst.symbol, strategy_name="s", exchange_name="x", frame_name="f", backtest=True,
-                    timestamp=t, current_price=liq, signal=view_of(row), close_reason="closed",
-                    close_timestamp=t, pnl=pnl,
+                    symbol=inst.symbol,
+                    strategy_name="s",
+                    exchange_name="x",
+                    frame_name="f",
+                    backtest=True,
+                    timestamp=t,
+                    current_price=liq,
+                    signal=view_of(row),
+                    close_reason="closed",
+                    close_timestamp=t,
+                    pnl=pnl,
                 )
             )
             inst.state = SimpleNamespace(pending=None, scheduled=None, strategy=inst.state.strategy)
