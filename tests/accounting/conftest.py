@@ -11,8 +11,9 @@ import pytest
 from btkit.testing import btkit_clean, btkit_plugin, candle_exchange, hook_recorder, plugin_manager
 
 LIVE = Path(__file__).resolve().parents[1] / "live"
-if str(LIVE) not in sys.path:  # the deterministic parity strategy lives with the live tests
-    sys.path.insert(0, str(LIVE))
+for folder in (LIVE, Path(__file__).resolve().parent):  # the crash-loop strategy lives with the live tests
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
 
 __all__ = ["btkit_clean", "btkit_plugin", "candle_exchange", "hook_recorder", "plugin_manager"]
 

@@ -88,7 +88,7 @@ def test_final_equity_is_balance_plus_realised_pnl_less_fees_exactly() -> None:
     assert view.stats.fees == pytest.approx(math.fsum(fees))
     # sizes follow equity: each open is 20 % of balance + what had closed by then
     for r in (r for r in results if isinstance(r, Opened)):
-        booked = math.fsum(c.pnl.pnl_cost for c in closed if c.close_timestamp <= r.timestamp)
+        booked = math.fsum(c.pnl.pnl_cost for c in closed if c.close_timestamp < r.timestamp)
         assert r.signal.cost == pytest.approx((10_000.0 + booked) * 0.2)
 
 
@@ -113,7 +113,7 @@ def test_kelly_reads_only_trades_closed_before_the_decision(candle_exchange: Any
     everything = kelly_fraction([c.pnl.pnl_percentage for c in closed])
     for r in opened:
         before = sorted(
-            (c for c in closed if c.close_timestamp <= r.timestamp), key=lambda c: c.close_timestamp
+            (c for c in closed if c.close_timestamp < r.timestamp), key=lambda c: c.close_timestamp
         )
         pnls = [c.pnl.pnl_percentage for c in before]
         equity = 10_000.0 + math.fsum(c.pnl.pnl_cost for c in before)
@@ -150,7 +150,7 @@ def test_a_sizing_plugin_is_selected_by_name_and_sees_no_future(btkit_plugin: An
     seen = [s for s in seen if s[0] != 0]  # the dummy call that checks the arguments before the run
     assert len(seen) == sum(1 for r in results if isinstance(r, Opened))
     for when, n in seen:
-        assert n == sum(1 for c in closed if c.close_timestamp <= when)
+        assert n == sum(1 for c in closed if c.close_timestamp < when)
 
 
 def test_an_unknown_sizing_fails_before_the_run() -> None:

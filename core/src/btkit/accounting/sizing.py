@@ -40,8 +40,9 @@ class SizingRefused(Exception):
 
 @attrs.frozen(kw_only=True)
 class SizingRequest:
-    """What a sizing method sees. Money is in the wallet's quote currency; ``closed_pnls`` are the
-    per-trade pnl % of this strategy's trades that had closed **before** ``when`` (oldest first)."""
+    """What a sizing method sees. Money is in the wallet's quote currency; ``equity`` is the starting
+    balance plus the pnl of every trade closed before the minute ``when``, and ``closed_pnls`` the
+    per-trade pnl % of this strategy's trades closed before it (oldest first) — never a later trade."""
 
     symbol: str
     strategy_name: str

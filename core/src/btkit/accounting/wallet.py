@@ -135,6 +135,35 @@ def check_args(spec: SizingSpec, args: tuple[str, ...]) -> None:
         return
 
 
+WALLET_KEY = ("wallet",)
+
+
+@attrs.frozen(kw_only=True)
+class WalletDoc:
+    """The live ``wallet`` document: the starting balance the booked history is added to."""
+
+    balance: float = attrs.field(validator=_positive)
+    currency: str = "USDT"
+
+
+async def broker_balance(broker: Any) -> float | None:
+    """The broker's ``get_balance()`` (quote currency, sync or async), or None when it has none."""
+    import asyncio
+    import inspect
+
+    fn = getattr(broker, "get_balance", None)
+    if fn is None:
+        return None
+    out = fn() if inspect.iscoroutinefunction(fn) else await asyncio.to_thread(fn)
+    if inspect.isawaitable(out):
+        out = await out
+    if out is None:
+        return None
+    if isinstance(out, bool) or not isinstance(out, (int, float)) or not math.isfinite(out) or out <= 0:
+        raise ConfigError(f"broker get_balance() returned {out!r}; it must be a finite amount > 0")
+    return float(out)
+
+
 def fee_of(c: Closed, *, slippage_pct: float, fee_pct: float) -> tuple[float, float]:
     """(gross pnl, fees) in money of one closed trade: ``gross − fees`` is its recorded ``pnl_cost``."""
     from btkit.stats import signal_row_of
@@ -187,6 +216,7 @@ class Wallet:
         self._closed: list[tuple[str, int, float]] = []  # (strategy, close time, pnl %)
         self._spec: tuple[SizingSpec, tuple[str, ...]] | None = None
         self._custom = False
+        self._live_ready = False
         if getattr(run, "components", None) is not None:
             self.method()  # an unknown sizing name or bad argument fails the run before it starts
 
@@ -235,9 +265,17 @@ class Wallet:
         return sum(1 for i in self._instances() if held_row(i) is not None)
 
     def closed_pnls(self, strategy_name: str, when: int) -> tuple[float, ...]:
-        """Per-trade pnl % of ``strategy_name``'s trades closed at or before ``when`` (never later)."""
+        """Per-trade pnl % of ``strategy_name``'s trades closed before the minute ``when`` (never later)."""
         self.sync()
-        return tuple(p for s, t, p in self._closed if s == strategy_name and t <= when)
+        return tuple(p for s, t, p in self._closed if s == strategy_name and t < when)
+
+    def equity_before(self, when: int) -> float:
+        """Cash-basis equity counting the trades closed before the minute ``when``: what sizing sees, so
+        the order in which symbols tick within one minute never changes a size."""
+        self.sync()
+        return self.balance + math.fsum(
+            n for n, (_s, t, _p) in zip(self.net, self._closed, strict=True) if t < when
+        )
 
     # ------------------------------------------------------------ sizing + the funds check
     def method(self) -> tuple[SizingSpec, tuple[str, ...]]:
@@ -256,14 +294,39 @@ class Wallet:
             self._custom = spec.dist != "btkit"
         return self._spec
 
+    # ------------------------------------------------------------ live: the starting balance, persisted
+    async def ensure_live(self) -> None:
+        """Live: the starting balance from the ``wallet`` document, or — on the very first start — from
+        the broker's ``get_balance()`` (its current balance less the realised pnl already in the
+        history) where it has one, else from the settings; then persisted, so restarts never re-derive it."""
+        store = getattr(self.run, "store", None)
+        if self._live_ready or store is None or not getattr(store, "persistent", False):
+            return
+        from btkit import serde
+        from btkit.persist.backend import Change
+
+        doc = store._structured(WALLET, WALLET_KEY, WalletDoc, where="wallet state")
+        if doc is None:
+            balance = self.settings.balance
+            broker = getattr(getattr(self.run, "gate", None), "broker", None)
+            reported = await broker_balance(broker)
+            if reported is not None:
+                balance = reported - self.realised
+            doc = WalletDoc(balance=balance, currency=self.currency)
+            store.save([Change(WALLET, WALLET_KEY, serde.to_document(serde.unstructure(doc)))])
+        self.balance, self.currency = doc.balance, doc.currency
+        self._live_ready = True
+
     async def admit(
         self, inst: StrategyInstance, signal: Signal, entry: float, when: int
     ) -> Signal | RiskRejection:
         """The signal with its cost fixed by the sizing, or the rejection saying why it cannot open."""
+        await self.ensure_live()
         equity = self.equity
         free = equity - self.locked
         cur = self.currency
         spec, args = self.method()
+        sizing_equity = self.equity_before(when)
         leverage = signal.multiplier if signal.multiplier is not None else inst.cfg.signal_leverage_multiplier
 
         async def candles(interval: str, limit: int) -> Any:
@@ -278,7 +341,7 @@ class Wallet:
             price_take_profit=signal.price_take_profit,
             multiplier=leverage,
             when=when,
-            equity=equity,
+            equity=sizing_equity,
             free=free,
             default_cost=inst.cfg.position_entry_cost,
             signal_cost=signal.cost,
