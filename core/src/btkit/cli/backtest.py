@@ -54,7 +54,8 @@ class _Progress:
 
 
 def _summary(rows: list[tuple[str, Any]]) -> str:
-    header = ("symbol", "trades", "win rate", "total pnl", "pnl $", "sharpe", "max drawdown")
+    # compounded return first; the sum of per-trade percentages is labelled as such (never a return)
+    header = ("symbol", "trades", "win rate", "return", "Σ trade %", "pnl $", "sharpe/trade", "max drawdown")
     table = [header]
     for symbol, s in rows:
         table.append(
@@ -62,6 +63,7 @@ def _summary(rows: list[tuple[str, Any]]) -> str:
                 symbol,
                 str(s.total_signals),
                 fmt(s.win_rate, "%"),
+                fmt(s.total_return, "%"),
                 fmt(s.total_pnl, "%"),
                 fmt(s.total_pnl_cost),
                 fmt(s.sharpe_ratio, digits=3),
