@@ -20,6 +20,7 @@ import pytest
 from wallet_child import BALANCE, SIZING
 
 import btkit
+from btkit.engine.accounts import live_portfolio
 from btkit.model import Closed, Opened
 from btkit.persist.file import FileBackend
 
@@ -89,6 +90,14 @@ def test_backtest_and_live_replay_give_identical_trades_sizes_and_equity(tmp_pat
     assert wallet_doc(dump)["balance"] == BALANCE
     equity = BALANCE + math.fsum(c[4] for c in closes)
     assert BALANCE + math.fsum(c.pnl.pnl_cost for c in got) == pytest.approx(equity, abs=1e-9)
+    # the live portfolio view (read back from the state directory) ends at the same equity
+    btkit.set_wallet(balance=77.0)  # the persisted starting balance wins over the settings
+    end = START + (MINUTES - 1) * 60_000
+    view = live_portfolio(SYMBOLS, strategy=crash_child.STRATEGY, exchange="sim", until=end)
+    assert view.stats.starting_balance == BALANCE
+    assert view.stats.final_equity == BALANCE + math.fsum(
+        c.pnl.pnl_cost for c in sorted(got, key=lambda c: c.close_timestamp)
+    )
 
 
 @pytest.mark.slow
