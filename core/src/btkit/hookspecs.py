@@ -141,7 +141,11 @@ def btkit_run_error(error: BaseException, where: str) -> None:
 
 
 # ============================================================ accounting (issue 12: wallet and sizing)
+if TYPE_CHECKING:
+    from btkit.accounting.sizing import SizingSpec
+
+
 @hookspec
-def btkit_sizings() -> Sequence[Any]:
+def btkit_sizings() -> Sequence[SizingSpec]:
     """Called once when a run collects components. Return the position sizing methods this plugin offers
     (``btkit.accounting.SizingSpec`` records); the run picks one by name (``--sizing NAME[:ARG]``)."""
