@@ -158,3 +158,8 @@ from btkit.components import ArrayForm
 from btkit.registry import add_array_strategy
 
 __all__ += ["ArrayForm", "add_array_strategy"]
+# money: wallet and position sizing (issue 12)
+from btkit.accounting import SizingRequest, SizingSpec, get_wallet, set_wallet
+from btkit.registry import add_sizing
+
+__all__ += ["SizingRequest", "SizingSpec", "add_sizing", "get_wallet", "set_wallet"]

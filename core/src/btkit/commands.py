@@ -131,6 +131,17 @@ class PositionCommand:
                 f"position command on {inst.symbol}",
             )
             return False
+        added = pnl_math.total_invested(after) - pnl_math.total_invested(before)  # a DCA entry's margin
+        wallet = getattr(inst.run, "wallet", None)
+        if added > 0 and wallet is not None and added > wallet.free:  # the wallet's funds check (issue 12)
+            await inst.run.report(
+                BtkitError(
+                    f"{self.name} for signal {before.id} refused: insufficient funds: cost {added:,.2f} "
+                    f"exceeds free balance {wallet.free:,.2f}; the position is unchanged"
+                ),
+                f"position command on {inst.symbol}",
+            )
+            return False
         gate = inst.run.gate
         if gate is not None:
             common: Common = inst.commit_fields(

@@ -166,12 +166,14 @@ def reset_config() -> EngineConfig:
 
 
 # ---------------------------------------------------------------- btkit.toml + environment
-SECTIONS = ("run", "exchange", "broker", "persistence", "risk", "engine")
+SECTIONS = ("run", "exchange", "broker", "persistence", "risk", "engine", "wallet", "sizing")
 # keys the host reads itself; [broker]/[persistence] options go to the plugin, which checks its own, and
 # [exchange.<name>] tables belong to exchange plugins
 KNOWN_KEYS = {
     "run": ("strategy", "strategy_file", "exchange", "symbol", "timerange", "interval", "dump_dir"),
     "exchange": ("offline", "data_dir", "gaps"),
+    "wallet": ("balance", "currency"),  # docs/wallet-and-sizing.md
+    "sizing": ("method", "min_size", "max_percent", "max_size"),
 }
 
 

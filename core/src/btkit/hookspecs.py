@@ -138,3 +138,14 @@ def btkit_risk_rejected(payload: RiskRejection, note: str) -> None:
 def btkit_run_error(error: BaseException, where: str) -> None:
     """Called for every error reported on ``listen_error`` (strategy exceptions, exchange faults,
     validation rejections, persistence failures). Observers only: the return value is ignored."""
+
+
+# ============================================================ accounting (issue 12: wallet and sizing)
+if TYPE_CHECKING:
+    from btkit.accounting.sizing import SizingSpec
+
+
+@hookspec
+def btkit_sizings() -> Sequence[SizingSpec]:
+    """Called once when a run collects components. Return the position sizing methods this plugin offers
+    (``btkit.accounting.SizingSpec`` records); the run picks one by name (``--sizing NAME[:ARG]``)."""

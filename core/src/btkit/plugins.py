@@ -32,6 +32,7 @@ import attrs
 import pluggy
 
 from btkit import hookspecs
+from btkit.accounting.sizing import SizingSpec
 from btkit.components import (
     BrokerSpec,
     ExchangeSpec,
@@ -55,6 +56,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "btkit.defaults.sim_exchange",
     "btkit.defaults.smacross",
     "btkit.defaults.smacross_array",  # the demo in the array form (issue 13)
+    "btkit.defaults.sizings",
 )
 
 
@@ -285,6 +287,7 @@ _KINDS: dict[str, tuple[str, type]] = {
     "risk": ("btkit_risks", RiskSpec),
     "broker": ("btkit_brokers", BrokerSpec),
     "persistence": ("btkit_persistence_backends", PersistenceBackendSpec),
+    "sizing": ("btkit_sizings", SizingSpec),
 }
 
 

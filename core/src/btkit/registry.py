@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from btkit.accounting.sizing import SizingSpec
 from btkit.components import (
     BrokerSpec,
     ExchangeSpec,
@@ -36,6 +37,7 @@ class CodeRegistry:
         self.risks: dict[str, RiskSpec] = {}
         self.brokers: dict[str, BrokerSpec] = {}
         self.backends: dict[str, PersistenceBackendSpec] = {}
+        self.sizings: dict[str, SizingSpec] = {}
 
     @hookimpl
     def btkit_exchanges(self) -> list[ExchangeSpec]:
@@ -60,6 +62,10 @@ class CodeRegistry:
     @hookimpl
     def btkit_persistence_backends(self) -> list[PersistenceBackendSpec]:
         return list(self.backends.values())
+
+    @hookimpl
+    def btkit_sizings(self) -> list[SizingSpec]:
+        return list(self.sizings.values())
 
 
 CODE = CodeRegistry()
@@ -139,4 +145,11 @@ def add_array_strategy(
     )
     spec = StrategySpec(name=name, array=form, interval=interval, risk=risk, risks=risks, callbacks=callbacks)
     CODE.strategies[name] = spec
+    return spec
+
+
+def add_sizing(name: str, size: Callable[..., Any], description: str = "") -> SizingSpec:
+    """Register a position sizing method: ``size(request, args) -> cost`` (see docs/wallet-and-sizing.md)."""
+    spec = SizingSpec(name=name, size=size, description=description)
+    CODE.sizings[name] = spec
     return spec

@@ -117,14 +117,15 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], align: str | No
 # ---------------------------------------------------------------- statistics block
 # (field, label, kind) — kinds: int, pct (unsigned %), spct (signed %), ratio, money, min, days, time
 STAT_ROWS: tuple[tuple[str, str, str], ...] = (
+    ("total_return", "Compounded return (trades one after another)", "spct"),
     ("total_signals", "Closed signals", "int"),
     ("win_count", "Wins (pnl > 0)", "int"),
     ("loss_count", "Losses (pnl < 0)", "int"),
     ("win_rate", "Win rate", "pct"),
-    ("total_pnl", "Total pnl (sum of %)", "spct"),
-    ("total_pnl_cost", "Total pnl ($)", "money"),
-    ("avg_pnl", "Average pnl", "spct"),
-    ("median_pnl", "Median pnl", "spct"),
+    ("total_pnl", "Sum of per-trade pnl % (not a return)", "spct"),
+    ("total_pnl_cost", "Total pnl ($, as traded)", "money"),
+    ("avg_pnl", "Average pnl per trade", "spct"),
+    ("median_pnl", "Median pnl per trade", "spct"),
     ("avg_win", "Average win", "spct"),
     ("avg_loss", "Average loss", "spct"),
     ("best_trade", "Best trade", "spct"),
@@ -137,8 +138,7 @@ STAT_ROWS: tuple[tuple[str, str, str], ...] = (
     ("expectancy", "Expectancy (per trade)", "spct"),
     ("profit_factor", "Profit factor", "ratio"),
     ("trades_per_year", "Trades per year", "ratio"),
-    ("expected_yearly_returns", "Expected yearly returns", "spct"),
-    ("total_return", "Compounded return", "spct"),
+    ("expected_yearly_returns", "Per-trade pnl % × trades per year (not a return)", "spct"),
     ("max_drawdown", "Max drawdown", "pct"),
     ("calmar_ratio", "Calmar ratio", "ratio"),
     ("recovery_factor", "Recovery factor", "ratio"),
@@ -148,10 +148,10 @@ STAT_ROWS: tuple[tuple[str, str, str], ...] = (
     ("max_consecutive_wins", "Max consecutive wins", "int"),
     ("max_consecutive_losses", "Max consecutive losses", "int"),
     ("long_count", "Long signals", "int"),
-    ("long_pnl", "Long pnl (sum of %)", "spct"),
+    ("long_pnl", "Long: sum of per-trade pnl %", "spct"),
     ("long_win_rate", "Long win rate", "pct"),
     ("short_count", "Short signals", "int"),
-    ("short_pnl", "Short pnl (sum of %)", "spct"),
+    ("short_pnl", "Short: sum of per-trade pnl %", "spct"),
     ("short_win_rate", "Short win rate", "pct"),
     ("exposure_minutes", "Time in market", "min"),
     ("exposure_pct", "Exposure (share of span)", "pct"),
@@ -580,3 +580,19 @@ def export_trades(
         data = json.dumps(docs, indent=2, allow_nan=False) + "\n"
     _atomic_write(out, data.encode("utf-8"))
     return out
+
+
+# ---------------------------------------------------------------- portfolio (money; btkit.accounting)
+def dump_portfolio_report(directory: str | os.PathLike[str], title: str, view: Any, *, name: str) -> Path:
+    """The portfolio report ``<name>.md`` (money totals, per-symbol rows, heat table, equity curve) with
+    the curve as ``<name>.png`` and ``<name>-equity.csv``; sections come from ``btkit.accounting.view``."""
+    from btkit.accounting.view import curve_csv, curve_points, markdown_sections
+
+    points = [(t, e / view.stats.starting_balance) for t, e in curve_points(view.curve, 2000)]
+    _atomic_write(Path(directory) / f"{name}.png", encode_png(line_chart(points, step=False)))
+    _atomic_write(Path(directory) / f"{name}-equity.csv", curve_csv(view.curve).encode("utf-8"))
+    body = [f"# {title}", ""]
+    for heading, text in markdown_sections(view, equity_image=f"{name}.png").items():
+        body += [f"## {heading}", "", text, ""]
+    body += [f"Full curve: [{name}-equity.csv]({name}-equity.csv)", ""]
+    return write_report(directory, f"{name}.md", "\n".join(body))

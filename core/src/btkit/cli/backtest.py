@@ -16,6 +16,7 @@ from btkit.cli.common import (
     exchange_name,
     fmt,
     has_risk,
+    has_wallet,
     load_strategy_files,
     parse_timerange,
     register_risks,
@@ -53,7 +54,8 @@ class _Progress:
 
 
 def _summary(rows: list[tuple[str, Any]]) -> str:
-    header = ("symbol", "trades", "win rate", "total pnl", "pnl $", "sharpe", "max drawdown")
+    # compounded return first; the sum of per-trade percentages is labelled as such (never a return)
+    header = ("symbol", "trades", "win rate", "return", "Σ trade %", "pnl $", "sharpe/trade", "max drawdown")
     table = [header]
     for symbol, s in rows:
         table.append(
@@ -61,6 +63,7 @@ def _summary(rows: list[tuple[str, Any]]) -> str:
                 symbol,
                 str(s.total_signals),
                 fmt(s.win_rate, "%"),
+                fmt(s.total_return, "%"),
                 fmt(s.total_pnl, "%"),
                 fmt(s.total_pnl_cost),
                 fmt(s.sharpe_ratio, digits=3),
@@ -80,7 +83,10 @@ def _summary(rows: list[tuple[str, Any]]) -> str:
 
 def cmd_backtest(args: argparse.Namespace) -> int:
     import btkit
-    from btkit.report import export_trades
+    from btkit.accounting.view import terminal_lines
+    from btkit.engine.accounts import backtest_portfolio
+    from btkit.market import wall_clock_ms
+    from btkit.report import dump_portfolio_report, export_trades, report_filename
 
     settings = settings_for(args)
     load_strategy_files(args, settings)
@@ -99,8 +105,11 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     )
     rows, reports = [], []
     risks = register_risks(settings)
-    if len(symbols) > 1 and has_risk(strategy, risks):  # shared limits need the symbols in lockstep
-        print(f"portfolio: {len(symbols)} symbols share risk profiles; run in lockstep minute by minute")
+    shared = has_risk(strategy, risks) or has_wallet(args, settings)
+    if len(symbols) > 1 and shared:  # shared limits (risk profiles, one wallet) need the symbols in lockstep
+        print(
+            f"portfolio: {len(symbols)} symbols share risk profiles or a wallet; run in lockstep minute by minute"
+        )
         progress.portfolio = symbols[0]
         for _ in btkit.Backtest.run_portfolio(
             symbols, strategy=strategy, exchange=exchange, frame=frame, risks=risks
@@ -123,8 +132,14 @@ def cmd_backtest(args: argparse.Namespace) -> int:
             export_trades(stats.closed, target, args.export)
             reports.append(target)
     print(_summary(rows))
+    view = backtest_portfolio(symbols, strategy=strategy, exchange=exchange, frame=frame)  # money (issue 12)
+    print("\n".join(["", *terminal_lines(view)]))
+    name = report_filename("portfolio", strategy, exchange, frame, "backtest", wall_clock_ms())[:-3]
+    title = f"Portfolio · {strategy} · {exchange} · {frame}"
+    portfolio = dump_portfolio_report(dump_dir, title, view, name=name)
     for path in reports:
         print(f"report: {path}")
+    print(f"portfolio report: {portfolio}")
     return 0
 
 

@@ -60,6 +60,11 @@ def settings_for(args: argparse.Namespace) -> Settings:
     settings = load_settings(args.config)
     if settings.get("engine"):
         set_config(**settings["engine"])
+    from btkit.accounting.wallet import wallet_from_settings
+
+    wallet_from_settings(
+        settings, balance=getattr(args, "balance", None), sizing=getattr(args, "sizing", None)
+    )
     if getattr(args, "dump_dir", None) is None and "dump_dir" in settings.get("run", {}):
         args.dump_dir = str(settings["run"]["dump_dir"])  # every verb then honours [run] dump_dir alike
     return settings
@@ -152,6 +157,12 @@ def has_risk(strategy: str, risks: tuple[str, ...]) -> bool:
     return bool(risks) or bool(collect_components(get_plugin_manager()).get("strategy", strategy).risk_names)
 
 
+def has_wallet(args: argparse.Namespace, settings: Settings) -> bool:
+    """A wallet was asked for (``--balance``, ``--sizing``, ``[wallet]``, ``[sizing]``): symbols share it."""
+    given = getattr(args, "balance", None) is not None or getattr(args, "sizing", None) is not None
+    return given or bool(settings.get("wallet")) or bool(settings.get("sizing"))
+
+
 def add_debug(sp: argparse.ArgumentParser) -> None:
     """``--debug`` after the verb as well as before it."""
     sp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
@@ -171,4 +182,11 @@ def add_run_options(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--dump-dir", help="where reports (and live state) go (default: ./dump)")
     sp.add_argument("--offline", action="store_true", help="read candles from the local candle store")
     sp.add_argument("--data-dir", help="candle store directory (default: ./data)")
+    sp.add_argument(
+        "--balance", type=float, help="starting wallet balance in quote currency (default: 10000)"
+    )
+    sp.add_argument(
+        "--sizing",
+        help="position sizing NAME[:ARG]: fixed[:100], percent:10, risk:2, kelly[:0.25], atr:2[:2]",
+    )
     add_debug(sp)

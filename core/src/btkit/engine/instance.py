@@ -42,6 +42,7 @@ from btkit.model import (
     Idle,
     Opened,
     Scheduled,
+    Signal,
     SignalRow,
     TickResult,
     Waiting,
@@ -394,6 +395,11 @@ class StrategyInstance:
             current_price=price,
             timestamp=when,
         )
+        if rejection is None:  # sizing + the funds check; a refusal is reported like a risk rejection
+            sized = await self.run.wallet.admit(self, signal, candidate_price, when)
+            rejection, signal = (None, sized) if isinstance(sized, Signal) else (sized, signal)
+            if rejection is not None:
+                self.run.risk.release(self.strategy.risk_names, self.strategy.name, self.symbol)
         if rejection is not None:
             await self.run.report_risk(rejection)
             await self._release_bucket()

@@ -50,6 +50,9 @@ class Run:
         self._risk_loaded: set[str] = set()
         self.rejections: list[RiskRejection] = []
         self.extra_risks = extra_risks
+        from btkit.accounting.wallet import Wallet  # money: balance, sizing, the funds check (issue 12)
+
+        self.wallet = Wallet(self, fee_pct=cfg.percent_fee, slippage_pct=cfg.percent_slippage)
 
     async def aclose(self) -> None:
         """Close the exchanges this run used (e.g. a ccxt client's connections)."""

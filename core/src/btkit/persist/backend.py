@@ -28,7 +28,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
-DOMAINS = ("signal", "schedule", "strategy", "risk", "levels", "history")
+DOMAINS = ("signal", "schedule", "strategy", "risk", "levels", "history", "wallet")  # wallet: issue 12
 Key = tuple[str, ...]
 
 

@@ -47,6 +47,9 @@ def reset_btkit() -> None:
     CODE.clear()
     events.clear()
     config.reset_config()
+    from btkit.accounting import reset_wallet
+
+    reset_wallet()
     plugins.TEST_PLUGINS.clear()
     Broker.disable()
     live.SETTINGS.__init__()  # type: ignore[misc]
