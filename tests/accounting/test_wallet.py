@@ -95,7 +95,7 @@ def test_final_equity_is_balance_plus_realised_pnl_less_fees_exactly() -> None:
 def trending(phase: float, days: int = 6) -> np.ndarray:
     """An uptrend with a wave on it: longs (TP/SL 1 %) mostly win, some lose — a positive Kelly edge."""
     t = np.arange(days * 1440, dtype=np.float64)
-    closes = 100.0 * (1 + 0.00002 * t) * (1 + 0.012 * np.sin(2 * np.pi * (t / 500.0 + phase)))
+    closes = 100.0 * (1 + 0.00005 * t) * (1 + 0.012 * np.sin(2 * np.pi * (t / 500.0 + phase)))
     return candles_from_prices(int(DAY.timestamp() * 1000) - 1440 * 60_000, closes, spread=0.0005)
 
 
