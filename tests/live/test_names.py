@@ -77,8 +77,8 @@ def test_path_like_names_stay_inside_the_dump_directory_and_read_back(tmp_path: 
         rel = p.relative_to(dump).parts
         assert ".." not in rel and "." not in rel
         if p.is_file() and p.suffix == ".json" and rel[0] != "quarantine":
-            # <domain>/<strategy>/<symbol>.json or risk/<name>.json: the names never add levels
-            assert len(rel) == (2 if rel[0] == "risk" else 3), rel
+            # <domain>/<strategy>/<symbol>.json, risk/<name>.json or wallet/<name>.json: the names never add levels
+            assert len(rel) == (2 if rel[0] in ("risk", "wallet") else 3), rel
     backend = FileBackend(dump)
     backend.open()
     try:
@@ -105,6 +105,6 @@ def test_unstorable_names_are_rejected_loudly_and_write_nothing(tmp_path: Path, 
     assert errors == [] and handles["BTCUSDT"].error is None
     assert any(isinstance(e, btkit.Closed) and e.symbol == "BTCUSDT" for e in events)
     dump = tmp_path / "dump"
-    files = sorted(str(p.relative_to(dump)) for p in dump.rglob("*.json") if p.parent.name != "risk")
+    files = sorted(str(p.relative_to(dump)) for p in dump.rglob("*.json") if p.parent.name not in ("risk", "wallet"))
     assert files and all(f.endswith("/BTCUSDT.json") for f in files), files
     assert [p for p in tmp_path.rglob("*") if dump not in p.parents and p != dump] == []

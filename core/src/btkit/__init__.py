@@ -153,13 +153,10 @@ __all__ = [
     "use_persistence",
 ]
 
-# array-form strategies (issue 13, docs/array-strategies.md)
+# array-form strategies (issue 13, docs/array-strategies.md); money: wallet and position sizing (issue 12)
+from btkit.accounting import SizingRequest, SizingSpec, get_wallet, set_wallet
 from btkit.components import ArrayForm
-from btkit.registry import add_array_strategy
+from btkit.registry import add_array_strategy, add_sizing
 
 __all__ += ["ArrayForm", "add_array_strategy"]
-# money: wallet and position sizing (issue 12)
-from btkit.accounting import SizingRequest, SizingSpec, get_wallet, set_wallet
-from btkit.registry import add_sizing
-
 __all__ += ["SizingRequest", "SizingSpec", "add_sizing", "get_wallet", "set_wallet"]

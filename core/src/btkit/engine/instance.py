@@ -396,7 +396,11 @@ class StrategyInstance:
             timestamp=when,
         )
         if rejection is None:  # sizing + the funds check; a refusal is reported like a risk rejection
-            sized = await self.run.wallet.admit(self, signal, candidate_price, when)
+            try:
+                sized = await self.run.wallet.admit(self, signal, candidate_price, when)
+            except BaseException:  # e.g. the first wallet write refused: nothing was opened, free the slot
+                self.run.risk.release(self.strategy.risk_names, self.strategy.name, self.symbol)
+                raise
             rejection, signal = (None, sized) if isinstance(sized, Signal) else (sized, signal)
             if rejection is not None:
                 self.run.risk.release(self.strategy.risk_names, self.strategy.name, self.symbol)
