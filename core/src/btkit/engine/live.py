@@ -29,7 +29,7 @@ from btkit.engine.backtest import Done
 from btkit.engine.clock import ReplayClock, WallClock
 from btkit.engine.instance import StrategyInstance
 from btkit.engine.run import Run
-from btkit.errors import CorruptStateError, OrderRejectedError, PersistenceError
+from btkit.errors import CorruptStateError, OrderRejectedError, PersistenceError, StateLockedError
 from btkit.model import Cancelled, Closed, Idle, Opened, TickResult
 from btkit.persist.state import BackendStore
 from btkit.plugins import collect_components, get_plugin_manager, require_loaded
@@ -85,6 +85,9 @@ class LiveSession:
             self.handles: list[LiveHandle] = []
             self._broker_start: asyncio.Future[None] | None = None
             self._refusal_reported = False
+            #: set once this process lost the ownership of the state (a lease that expired while the
+            #: process was frozen): every run of the session stops, nothing more is written
+            self.lost: StateLockedError | None = None
             self.loop = asyncio.new_event_loop()
             self._thread = threading.Thread(target=self._serve, name="btkit-live", daemon=True)
             self._thread.start()
@@ -127,6 +130,15 @@ class LiveSession:
                 type(exc).__name__,
                 exc,
             )
+
+    def lost_ownership(self) -> StateLockedError | None:
+        """Why this session no longer owns its state, if it does not (the backend's ``lock_lost``, or
+        a write refused with ``StateLockedError``)."""
+        if self.lost is None:
+            lost = getattr(self.backend, "lock_lost", None)
+            if isinstance(lost, StateLockedError):
+                self.lost = lost
+        return self.lost
 
     def first_refusal_report(self) -> bool:
         """True once per session: the start-up refusal is reported by the first run that sees it."""
@@ -330,10 +342,20 @@ class LiveHandle:
                 when = await clock.next_tick(pid, last, self._hard_stop)
                 if when is None or self._hard_stop.is_set():
                     break
+                lost = self.session.lost_ownership()
+                if lost is not None:  # another process owns the state now: stop, write nothing
+                    self.error = lost
+                    await run.report(lost, where, fatal=True)
+                    break
                 last = when
                 try:
                     result = await inst.tick(when)
                 except CorruptStateError as exc:
+                    self.error = exc
+                    await run.report(exc, where, fatal=True)
+                    break
+                except StateLockedError as exc:  # a fenced write refused: this process lost the lock
+                    self.session.lost = self.session.lost or exc
                     self.error = exc
                     await run.report(exc, where, fatal=True)
                     break
@@ -390,7 +412,7 @@ class LiveStream:
             while True:
                 item = q.get()
                 if item is _END:
-                    if self.handle.error is not None and isinstance(self.handle.error, CorruptStateError):
+                    if isinstance(self.handle.error, (CorruptStateError, StateLockedError)):
                         raise self.handle.error
                     return
                 yield item
@@ -481,7 +503,8 @@ class Live:
     @staticmethod
     def shutdown() -> None:
         """Stop every live run at once and release the state directory (tests, embedding)."""
-        sess = _session
+        with _session_lock:  # waits for a close already under way (the last run's own), so the state
+            sess = _session  # lock (a Redis lease too) is released when this returns
         if sess is None:
             return
         for h in list(sess.handles):
