@@ -399,6 +399,20 @@ def test_an_expired_lock_is_retaken_by_the_next_write(
         RedisBackend(server.url, bot=bot).open(exclusive=True)
 
 
+@pytest.mark.parametrize(
+    "spelling", ["redis://localhost:{port}", "redis://127.0.0.1:{port}/0/", "redis://127.0.0.1:{port}?db=0"]
+)
+def test_the_same_server_db_and_namespace_written_another_way_is_one_lock(
+    backend: RedisBackend, server: RedisServer, bot: str, spelling: str
+) -> None:
+    """Issue 10 #2 for Redis: the lock lives in the server under the namespace, so another spelling
+    of the same server and db (host name, trailing slash, ``?db=0``) meets the same lock."""
+    other = RedisBackend(spelling.format(port=server.port), bot=bot)
+    with pytest.raises(StateLockedError, match="another btkit live process owns"):
+        other.open(exclusive=True)
+    other.close()
+
+
 def test_redact_url() -> None:
     assert redact_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
     assert redact_url("redis://user:pw@host:1/2") == "redis://user:***@host:1/2"
