@@ -120,6 +120,20 @@ def as_directory(path: Path) -> None:
     (path / "inside.txt").write_text("not a document")
 
 
+def deeply_nested(path: Path) -> None:
+    """Issue 10 #5: 5000 levels of arrays (a RecursionError in a naive reader: every tick failed)."""
+    doc = json.loads(path.read_text())
+    path.write_text(
+        json.dumps({k: v for k, v in doc.items()})[:-1] + ', "x": ' + "[" * 5000 + "]" * 5000 + "}"
+    )
+
+
+def oversized(path: Path) -> None:
+    from btkit.persist.file import MAX_DOCUMENT_BYTES
+
+    path.write_bytes(b'{"pad": "' + b"x" * MAX_DOCUMENT_BYTES + b'"}')
+
+
 CORRUPTIONS: dict[str, Callable[[Path], None]] = {
     "truncated": truncated,
     "garbage": garbage,
@@ -128,8 +142,16 @@ CORRUPTIONS: dict[str, Callable[[Path], None]] = {
     "wrong-type": _edit(_set_number("12.5")),
     "schema-version": _edit(lambda doc: doc.update(schema_version=99)),
     "directory": as_directory,
+    "deep-nesting": deeply_nested,
+    "oversized": oversized,
+    "schema-version-true": _edit(lambda doc: doc.update(schema_version=True)),  # issue 10 #14
 }
-CASES = [(d, c) for d in ("signal", "strategy", "history") for c in CORRUPTIONS] + [
+ISSUE_10 = ("deep-nesting", "oversized", "schema-version-true")
+CASES = [(d, c) for d in ("signal", "strategy", "history") for c in CORRUPTIONS if c not in ISSUE_10] + [
+    ("signal", "deep-nesting"),
+    ("history", "deep-nesting"),
+    ("signal", "oversized"),
+    ("strategy", "schema-version-true"),
     ("schedule", "extra-key"),
     ("levels", "wrong-type"),
     ("levels", "truncated"),

@@ -69,6 +69,14 @@ class TestRedisBackendContract(PersistenceContract):
 
         return corrupt
 
+    @pytest.fixture
+    def raw_document(self, server: RedisServer, bot: str) -> Callable[[str, Key, bytes], None]:
+        def store(domain: str, key: Key, raw: bytes) -> None:
+            with server.client() as c:
+                assert c.set(doc_key(bot, domain, key), raw)
+
+        return store
+
 
 @pytest.fixture
 def backend(server: RedisServer, bot: str) -> Iterator[RedisBackend]:

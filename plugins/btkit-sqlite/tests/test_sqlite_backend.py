@@ -51,6 +51,17 @@ class TestSqliteBackendContract(PersistenceContract):
 
         return corrupt
 
+    @pytest.fixture
+    def raw_document(self, tmp_path: Path) -> Callable[[str, Key, bytes], None]:
+        def store(domain: str, key: Key, raw: bytes) -> None:
+            with sqlite3.connect(tmp_path / "state" / "btkit.sqlite3", isolation_level=None) as conn:
+                conn.execute(
+                    "INSERT OR REPLACE INTO documents (domain, key, body) VALUES (?, ?, ?)",
+                    (domain, "/".join(encode_key(key)), raw),
+                )
+
+        return store
+
 
 @pytest.fixture
 def db(tmp_path: Path) -> Path:

@@ -101,7 +101,15 @@ class BackendStore:
         return None if doc is ABSENT else doc
 
     def _structured(self, domain: str, key: Key, cls: type, *, where: str) -> Any:
-        doc = self._read(domain, key)
+        try:
+            doc = self._read(domain, key)
+        except PersistenceError:
+            raise  # CorruptStateError (already quarantined by the backend) or an I/O error
+        except (RecursionError, ValueError, TypeError, UnicodeError, MemoryError) as exc:
+            # a backend that let an unreadable document through: corrupt all the same, never "transient"
+            exc = CorruptStateError(f"{where}: unreadable document ({type(exc).__name__}: {str(exc)[:200]})")
+            moved = self.backend.quarantine(domain, key, str(exc))
+            raise CorruptStateError(f"{exc}; moved aside to {moved}") from None
         if doc is None:
             return None
         try:

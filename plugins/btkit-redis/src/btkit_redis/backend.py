@@ -42,7 +42,14 @@ from redis.retry import Retry
 
 from btkit.errors import CorruptStateError, PersistenceError, StateLockedError
 from btkit.persist.backend import Change, Key
-from btkit.persist.file import check_domain, describe, dump_document, load_document, utc_stamp
+from btkit.persist.file import (
+    check_domain,
+    describe,
+    dump_document,
+    load_document,
+    oversized_reason,
+    utc_stamp,
+)
 from btkit.persist.keys import decode_part, encode_key, encode_part
 
 log = logging.getLogger("btkit.persist.redis")
@@ -218,16 +225,21 @@ class RedisBackend:
         name = self._key(domain, key)
         with self._call("read") as r:
             try:
-                raw = r.get(name)
+                size = int(r.strlen(name))  # the size first: a huge value is refused unread
+                too_big = oversized_reason(size)
+                raw = None if too_big is not None else r.get(name)
             except redis.ResponseError as exc:  # WRONGTYPE: something else stands at this key
-                raw, reason = None, f"not a string value ({_one_line(exc)})"
+                reason = f"not a string value ({_one_line(exc)})"
             else:
-                if raw is None:
-                    return None
-                try:
-                    return load_document(raw)
-                except ValueError as exc:
-                    reason = f"not a valid JSON object: {exc}"
+                if too_big is not None:
+                    reason = too_big
+                else:
+                    if raw is None:
+                        return None
+                    try:
+                        return load_document(raw)
+                    except ValueError as exc:
+                        reason = f"not a valid JSON object: {exc}"
         where = self.quarantine(domain, key, reason)
         raise CorruptStateError(
             f"state document {describe(domain, key)} at {self.safe_url} is corrupt ({reason}); it was "

@@ -34,11 +34,13 @@ import filelock
 from btkit.errors import CorruptStateError, PersistenceError, StateLockedError
 from btkit.persist.backend import Change, Key
 from btkit.persist.file import (
+    MAX_DOCUMENT_BYTES,
     check_domain,
     describe,
     dump_document,
     load_document,
     make_private_dirs,
+    oversized_reason,
     utc_stamp,
 )
 from btkit.persist.keys import decode_part, encode_key
@@ -153,16 +155,21 @@ class SqliteBackend:
         text_key = _key_text(key)
         with self._mutex:  # re-entrant: the quarantine below moves exactly the row just read
             with self._cursor("read") as conn:
-                row = conn.execute(
-                    "SELECT CAST(body AS BLOB) FROM documents WHERE domain = ? AND key = ?",
-                    (domain, text_key),
+                row = conn.execute(  # the size first: a huge body is refused unread
+                    "SELECT CASE WHEN length(CAST(body AS BLOB)) > ? THEN NULL ELSE CAST(body AS BLOB) END, "
+                    "length(CAST(body AS BLOB)) FROM documents WHERE domain = ? AND key = ?",
+                    (MAX_DOCUMENT_BYTES, domain, text_key),
                 ).fetchone()
             if row is None:
                 return None
-            try:
-                return load_document(row[0])
-            except ValueError as exc:
-                reason = f"not a valid JSON object: {exc}"
+            too_big = oversized_reason(int(row[1] or 0))
+            if too_big is not None:
+                reason = too_big
+            else:
+                try:
+                    return load_document(row[0])
+                except ValueError as exc:
+                    reason = f"not a valid JSON object: {exc}"
             where = self.quarantine(domain, key, reason)
         raise CorruptStateError(
             f"state document {describe(domain, key)} in {self.path} is corrupt ({reason}); it was moved "
