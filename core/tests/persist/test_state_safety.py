@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from btkit.errors import StateLockedError
+from btkit.errors import CorruptStateError, PersistenceError, StateLockedError
 from btkit.persist.backend import Change
 from btkit.persist.file import FileBackend
 
@@ -57,3 +58,81 @@ def test_persistence_copy_of_a_deeply_nested_document_exits_4_and_writes_nothing
     assert "Traceback" not in done.stderr and "RecursionError" not in done.stderr
     assert not bad.exists() and list((src / "quarantine").rglob("BTCUSDT*.json"))
     assert not [p for p in dst.rglob("*.json")]
+
+
+# ---------------------------------------------------------------- #11: no symlink is followed under the state root
+def _outside(tmp_path: Path) -> Path:
+    out = tmp_path / "outside"
+    out.mkdir()
+    (out / "precious.txt").write_text("keep me")
+    return out
+
+
+def _untouched(out: Path) -> None:
+    assert sorted(p.name for p in out.rglob("*")) == ["precious.txt"]
+    assert (out / "precious.txt").read_text() == "keep me"
+
+
+@pytest.mark.parametrize("where", ["signal/smacross", "history", "live", "quarantine"])
+def test_a_symlinked_directory_inside_the_state_root_is_refused_at_open(tmp_path: Path, where: str) -> None:
+    root, out = tmp_path / "dump", _outside(tmp_path)
+    (root / where).parent.mkdir(parents=True, exist_ok=True)
+    (root / where).symlink_to(out, target_is_directory=True)
+    backend = FileBackend(root)
+    with pytest.raises(PersistenceError, match="symlink inside the state directory") as err:
+        backend.open(exclusive=True)
+    assert "\n" not in str(err.value) and where.split("/")[-1] in str(err.value)
+    backend.close()
+    _untouched(out)
+
+
+def test_a_symlinked_directory_planted_while_running_gets_no_write(tmp_path: Path) -> None:
+    root, out = tmp_path / "dump", _outside(tmp_path)
+    backend = FileBackend(root)
+    backend.open(exclusive=True)
+    try:
+        (root / "signal" / "smacross").symlink_to(out, target_is_directory=True)
+        with pytest.raises(PersistenceError, match="symlink"):
+            backend.write([Change("signal", ("smacross", "BTCUSDT"), {"v": 1})])
+        with pytest.raises(PersistenceError, match="symlink"):
+            backend.read("signal", ("smacross", "BTCUSDT"))
+        with pytest.raises(PersistenceError, match="symlink"):
+            backend.write([Change("signal", ("smacross", "BTCUSDT"), None)])
+    finally:
+        backend.close()
+    _untouched(out)
+
+
+def test_a_symlink_where_a_document_belongs_is_quarantined_not_followed(tmp_path: Path) -> None:
+    root, out = tmp_path / "dump", _outside(tmp_path)
+    backend = FileBackend(root)
+    backend.open(exclusive=True)
+    try:
+        backend.write([Change("signal", ("smacross", "ETHUSDT"), {"v": 1})])
+        doc = root / "signal" / "smacross" / "BTCUSDT.json"
+        doc.symlink_to(out / "precious.txt")
+        with pytest.raises(CorruptStateError, match="symlink"):
+            backend.read("signal", ("smacross", "BTCUSDT"))
+        assert not doc.is_symlink() and not doc.exists()
+        backend.write([Change("signal", ("smacross", "BTCUSDT"), {"v": 2})])
+        assert backend.read("signal", ("smacross", "BTCUSDT")) == {"v": 2}
+    finally:
+        backend.close()
+    _untouched(out)
+    # the quarantined link stays as found and does not keep the next start from opening
+    again = FileBackend(root)
+    again.open(exclusive=True)
+    again.close()
+
+
+def test_a_fifo_where_a_document_belongs_does_not_hang_the_read(tmp_path: Path) -> None:
+    root = tmp_path / "dump"
+    backend = FileBackend(root)
+    backend.open(exclusive=True)
+    try:
+        (root / "signal" / "smacross").mkdir()
+        os.mkfifo(root / "signal" / "smacross" / "BTCUSDT.json")
+        with pytest.raises(CorruptStateError, match="not a regular file"):
+            backend.read("signal", ("smacross", "BTCUSDT"))
+    finally:
+        backend.close()
