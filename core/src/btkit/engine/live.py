@@ -304,6 +304,8 @@ class LiveHandle:
             raise
         except Exception:
             return None  # e.g. a transient read error: the first tick loads again and reports it
+        if isinstance(self.clock, WallClock):
+            refuse_future_state(self.instance, self.clock.now_ms())
         return self.instance.resume_after()
 
     async def _broker_ready(self) -> bool:
@@ -396,6 +398,42 @@ class LiveHandle:
 
 
 _END: Any = object()
+
+#: How far a persisted time may be ahead of the wall clock (clock skew between two hosts, say).
+FUTURE_SKEW_MS = 5 * 60_000
+
+
+def refuse_future_state(inst: StrategyInstance, now: int) -> None:
+    """On the wall clock, a persisted time later than now (beyond :data:`FUTURE_SKEW_MS`) means the
+    document was edited or the clock stepped back since it was written: the runner would silently
+    skip every minute up to it (an open position unmonitored). Refuse to start, naming the document."""
+    from datetime import UTC, datetime
+
+    from btkit.persist.file import describe
+
+    st = inst.state
+    key = (inst.strategy.name, inst.symbol)
+    found: list[tuple[str, str, int]] = []
+    if st.strategy.last_tick is not None:
+        found.append(("strategy", "last_tick", st.strategy.last_tick))
+    if st.strategy.intent is not None and st.strategy.intent.time is not None:
+        found.append(("strategy", "intent.time", st.strategy.intent.time))
+    for domain, row in (("signal", st.pending), ("schedule", st.scheduled)):
+        if row is not None:
+            found.append((domain, "scheduled_at", row.scheduled_at))
+            if row.pending_at is not None:
+                found.append((domain, "pending_at", row.pending_at))
+    for domain, field, value in found:
+        if value > now + FUTURE_SKEW_MS:
+
+            def iso(ms: int) -> str:
+                return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+            raise CorruptStateError(
+                f"state document {describe(domain, key)} has {field} {iso(value)}, later than now "
+                f"({iso(now)}): the clock stepped back or the document was edited; fix the system clock, "
+                "or correct that document, then restart (nothing was traded)"
+            )
 
 
 class LiveStream:
