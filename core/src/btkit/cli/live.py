@@ -28,7 +28,7 @@ from btkit.cli.common import (
     symbols_of,
 )
 from btkit.errors import BtkitError
-from btkit.secrets import mask
+from btkit.secrets import mask, mask_options, register_option_secrets
 
 
 def configure_live(args: argparse.Namespace, settings: dict[str, dict[str, Any]], *, paper: bool) -> None:
@@ -45,6 +45,7 @@ def configure_live(args: argparse.Namespace, settings: dict[str, dict[str, Any]]
         options["path"] = str(Path(args.dump_dir) / "btkit.sqlite3")
     live.SETTINGS.persistence = backend
     live.SETTINGS.persistence_options = options
+    register_option_secrets(options)  # a password in btkit.toml or an option is masked like an env one
     broker = dict(settings.get("broker", {}))
     name = broker.pop("name", None)
     timeout = broker.pop("timeout_seconds", None)
@@ -62,6 +63,7 @@ def configure_live(args: argparse.Namespace, settings: dict[str, dict[str, Any]]
             )
         live.SETTINGS.broker = name
         live.SETTINGS.broker_options = broker
+        register_option_secrets(broker)
 
 
 def cmd_live(args: argparse.Namespace, *, paper: bool) -> int:
@@ -109,8 +111,11 @@ def cmd_live(args: argparse.Namespace, *, paper: bool) -> int:
         btkit.Live.background(sym, strategy=strategy, exchange=exchange, clock=clock) for sym in symbols
     ]
     print(
-        f"{mode}: {strategy} on {exchange} {', '.join(symbols)} — state in "
-        f"{live.SETTINGS.persistence} {live.SETTINGS.persistence_options}; Ctrl-C stops gracefully",
+        mask(
+            f"{mode}: {strategy} on {exchange} {', '.join(symbols)} — state in "
+            f"{live.SETTINGS.persistence} {mask_options(live.SETTINGS.persistence_options)}; "
+            "Ctrl-C stops gracefully"
+        ),
         flush=True,
     )
     interrupts = {"n": 0}
