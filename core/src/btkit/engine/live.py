@@ -167,7 +167,17 @@ class LiveSession:
             self.runs[id(clock)] = run
         return run
 
+    def refresh_components(self) -> None:
+        """Pick up components registered since the session started (``add_strategy("B")`` after
+        ``Live.background(..., "A")``): scripts and agent loops register and start one after another.
+        A name registered again replaces the old record for the instances started from now on."""
+        fresh = collect_components(self.pm)
+        for kind, table in fresh.by_kind.items():
+            self.components.by_kind.setdefault(kind, {}).update(table)
+        self.risk.profiles.update(fresh.by_kind.get("risk", {}))
+
     def instance(self, clock: Any, symbol: str, strategy: str, exchange: str) -> StrategyInstance:
+        self.refresh_components()
         for run in self.runs.values():
             if run.find(symbol, strategy) is not None and run is not self.runs.get(id(clock)):
                 raise PersistenceError(f"{strategy} on {symbol} already runs live in this process")
