@@ -29,7 +29,13 @@ from btkit.engine.backtest import Done
 from btkit.engine.clock import ReplayClock, WallClock
 from btkit.engine.instance import StrategyInstance
 from btkit.engine.run import Run
-from btkit.errors import CorruptStateError, OrderRejectedError, PersistenceError, StateLockedError
+from btkit.errors import (
+    BtkitError,
+    CorruptStateError,
+    OrderRejectedError,
+    PersistenceError,
+    StateLockedError,
+)
 from btkit.model import Cancelled, Closed, Idle, Opened, TickResult
 from btkit.persist.state import BackendStore
 from btkit.plugins import collect_components, get_plugin_manager, require_loaded
@@ -529,12 +535,27 @@ class Live:
 
     @staticmethod
     def dump(symbol: str, *, strategy: str, exchange: str, path: str | Path = "./dump/live") -> Path:
+        data = Live.get_data(symbol, strategy=strategy, exchange=exchange)
+        rejections = [r for r in REJECTIONS if r.symbol == symbol and r.strategy_name == strategy]
+        try:
+            return Live._dump(path, symbol, strategy, exchange, data, rejections)
+        except OSError as exc:  # ENOSPC, EACCES, ...: one line that says where
+            import errno
+
+            code = errno.errorcode.get(exc.errno or 0, "")
+            raise BtkitError(
+                f"cannot write the live report of {symbol!r} into {Path(path).absolute()}: "
+                f"{exc.strerror or exc}{f' ({code})' if code else ''}; free space or choose another directory"
+            ) from None
+
+    @staticmethod
+    def _dump(
+        path: str | Path, symbol: str, strategy: str, exchange: str, data: Any, rejections: Any
+    ) -> Path:
         from btkit.engine.backtest import risk_section
         from btkit.market import wall_clock_ms
         from btkit.report import dump_report
 
-        data = Live.get_data(symbol, strategy=strategy, exchange=exchange)
-        rejections = [r for r in REJECTIONS if r.symbol == symbol and r.strategy_name == strategy]
         return dump_report(
             Path(path),
             f"Live {symbol} · {strategy} · {exchange}",
