@@ -145,6 +145,20 @@ def kill_before_write(number: int) -> dict[str, Any]:
     return count
 
 
+def log_writes(path: str) -> None:
+    """Log every Redis state write: ``attempt`` before it is sent, ``done`` once it returned."""
+    from btkit_redis.backend import RedisBackend
+
+    real = RedisBackend.write
+
+    def write(self: Any, changes: Any) -> None:
+        append_line(path, {"pid": os.getpid(), "what": "attempt", "n": len(changes)})
+        real(self, changes)
+        append_line(path, {"pid": os.getpid(), "what": "done", "n": len(changes)})
+
+    RedisBackend.write = write  # type: ignore[method-assign]
+
+
 def run(options: dict[str, Any]) -> int:
     import btkit
     from btkit.engine import live
@@ -164,6 +178,11 @@ def run(options: dict[str, Any]) -> int:
     if options.get("persistence") == "sqlite":  # the same crash loop over btkit-sqlite (issue 6)
         os.makedirs(dump_dir, exist_ok=True)
         btkit.use_persistence("sqlite", path=os.path.join(dump_dir, "btkit.sqlite3"))
+    elif options.get("persistence") == "redis":  # the freeze loop over btkit-redis (issue 10)
+        btkit.use_persistence(
+            "redis", url=options["redis_url"], bot=options["bot"], lock_ttl=options.get("lock_ttl", 15)
+        )
+        log_writes(os.path.join(log_dir, "writes.jsonl"))
     else:
         btkit.use_persistence("file", root=dump_dir)
     btkit.add_strategy(STRATEGY, get_signal, interval="1m")
@@ -199,6 +218,8 @@ def run(options: dict[str, Any]) -> int:
     for line in errors:
         print(f"error: {line}", file=sys.stderr)
     failed = [h for h in handles if h.error is not None]
+    if any(isinstance(h.error, btkit.StateLockedError) for h in failed):
+        return 3  # the state-locked exit code of the CLI: this process lost the lock
     return 1 if failed or errors else 0
 
 

@@ -131,12 +131,19 @@ def raw_documents(dump: Path) -> Iterable[Path]:
             yield from (p for p in base.rglob("*.json") if not p.name.startswith("."))
 
 
-def load_snapshot(dump: Path, symbols: Iterable[str], persistence: str = "file") -> Snapshot:
+def load_snapshot(
+    dump: Path, symbols: Iterable[str], persistence: str = "file", redis: tuple[str, str] | None = None
+) -> Snapshot:
     """Parse every stored document strictly, then load each instance as a restart would (raises on
-    anything corrupt: the backend quarantines it and BackendStore raises CorruptStateError)."""
+    anything corrupt: the backend quarantines it and BackendStore raises CorruptStateError).
+    ``redis``: (url, bot) of the Redis state instead of ``dump``."""
     temp = sum(1 for p in dump.rglob("*.btkit-tmp"))
     backend: Any
-    if persistence == "sqlite":
+    if redis is not None:
+        from btkit_redis import RedisBackend
+
+        backend = RedisBackend(redis[0], bot=redis[1])
+    elif persistence == "sqlite":
         from btkit_sqlite import SqliteBackend
 
         backend = SqliteBackend(dump / "btkit.sqlite3")
@@ -156,6 +163,14 @@ def load_snapshot(dump: Path, symbols: Iterable[str], persistence: str = "file")
     finally:
         backend.close()
     assert not (dump / "quarantine").exists(), "a crash left a document that had to be quarantined"
+    if redis is not None:
+        import redis as redis_py
+
+        client = redis_py.Redis.from_url(redis[0])
+        try:
+            assert not list(client.scan_iter(match=f"btkit:{redis[1]}:quarantine:*")), "a row was quarantined"
+        finally:
+            client.close()
     if persistence == "sqlite":
         import sqlite3
 

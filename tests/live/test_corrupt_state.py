@@ -120,6 +120,37 @@ def as_directory(path: Path) -> None:
     (path / "inside.txt").write_text("not a document")
 
 
+def deeply_nested(path: Path) -> None:
+    """Issue 10 #5: 5000 levels of arrays (a RecursionError in a naive reader: every tick failed)."""
+    doc = json.loads(path.read_text())
+    path.write_text(
+        json.dumps({k: v for k, v in doc.items()})[:-1] + ', "x": ' + "[" * 5000 + "]" * 5000 + "}"
+    )
+
+
+def oversized(path: Path) -> None:
+    from btkit.persist.file import MAX_DOCUMENT_BYTES
+
+    path.write_bytes(b'{"pad": "' + b"x" * MAX_DOCUMENT_BYTES + b'"}')
+
+
+def _row(fn: Callable[[dict[str, Any]], None]) -> Callable[[Path], None]:
+    """Edit the open position of a signal document (or the first closed trade of a history)."""
+
+    def edit(doc: dict[str, Any]) -> None:
+        if "closed" in doc:
+            fn(doc["closed"][0]["signal"])
+        else:
+            assert doc["row"] is not None, "the first run left no open position"
+            fn(doc["row"])
+
+    return _edit(edit)
+
+
+def _swap_tp_sl(row: dict[str, Any]) -> None:
+    row["price_take_profit"], row["price_stop_loss"] = row["price_stop_loss"], row["price_take_profit"]
+
+
 CORRUPTIONS: dict[str, Callable[[Path], None]] = {
     "truncated": truncated,
     "garbage": garbage,
@@ -128,8 +159,37 @@ CORRUPTIONS: dict[str, Callable[[Path], None]] = {
     "wrong-type": _edit(_set_number("12.5")),
     "schema-version": _edit(lambda doc: doc.update(schema_version=99)),
     "directory": as_directory,
+    "deep-nesting": deeply_nested,
+    "oversized": oversized,
+    "schema-version-true": _edit(lambda doc: doc.update(schema_version=True)),  # issue 10 #14
+    # issue 10 #6: valid JSON of the right shape, but nonsense
+    "huge-multiplier": _row(lambda row: row.update(multiplier=1e308)),
+    "tp-below-sl": _row(_swap_tp_sl),
+    "other-symbol": _edit(
+        lambda doc: (doc["closed"][0] if "closed" in doc else doc["row"]).update(symbol=GOOD)
+    ),
+    "pending-at-1e30": _row(lambda row: row.update(pending_at=10**30)),
 }
-CASES = [(d, c) for d in ("signal", "strategy", "history") for c in CORRUPTIONS] + [
+ISSUE_10 = (
+    "deep-nesting",
+    "oversized",
+    "schema-version-true",
+    "huge-multiplier",
+    "tp-below-sl",
+    "other-symbol",
+    "pending-at-1e30",
+)
+CASES = [(d, c) for d in ("signal", "strategy", "history") for c in CORRUPTIONS if c not in ISSUE_10] + [
+    ("signal", "deep-nesting"),
+    ("history", "deep-nesting"),
+    ("signal", "oversized"),
+    ("strategy", "schema-version-true"),
+    ("signal", "huge-multiplier"),
+    ("signal", "tp-below-sl"),
+    ("signal", "other-symbol"),
+    ("signal", "pending-at-1e30"),
+    ("history", "pending-at-1e30"),
+    ("history", "other-symbol"),
     ("schedule", "extra-key"),
     ("levels", "wrong-type"),
     ("levels", "truncated"),
@@ -237,3 +297,42 @@ def test_btkit_paper_exits_4_on_corrupt_state(tmp_path: Path) -> None:
     assert last.startswith("btkit: error:") and "quarantine" in last and "BTCUSDT" in last
     assert not bad.exists()
     assert list((dump / "quarantine").rglob("BTCUSDT*.json"))
+
+
+def test_history_is_validated_before_it_is_written(tmp_path: Path) -> None:
+    """Issue 10 #6: a trade no report could read (a time in the year 10^19) never reaches the history."""
+    import attrs
+
+    from btkit.errors import PersistenceError
+    from btkit.persist.file import FileBackend
+    from btkit.persist.state import BackendStore
+    from btkit.plugins import get_plugin_manager
+
+    dump = first_run(tmp_path)
+    path = dump / "history" / "hold" / f"{BAD}.json"
+    before = path.read_bytes()
+    backend = FileBackend(dump)
+    backend.open(exclusive=True)
+    try:
+        store = BackendStore(get_plugin_manager(), backend)
+        history = store.load_history(("hold", BAD))
+        assert history
+        store.save([store.history_change(("hold", BAD), history)])  # a sane history is written
+        bad = attrs.evolve(history[-1], signal=attrs.evolve(history[-1].signal, pending_at=10**30))
+        with pytest.raises(PersistenceError, match="pending_at") as err:
+            store.history_change(("hold", BAD), [*history, bad])
+        assert "\n" not in str(err.value)
+        elsewhere = attrs.evolve(history[-1], symbol=GOOD)
+        with pytest.raises(PersistenceError, match="stored under"):
+            store.history_change(("hold", BAD), [*history, elsewhere])
+    finally:
+        backend.close()
+    assert load(path) == load_bytes(before)
+
+
+def load(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+def load_bytes(raw: bytes) -> Any:
+    return json.loads(raw)

@@ -83,7 +83,7 @@ def from_document(doc: Any, *, where: str) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise CorruptStateError(f"{where}: expected a JSON object, got {type(doc).__name__}")
     version = doc.get("schema_version")
-    if version != SCHEMA_VERSION:
+    if type(version) is not int or version != SCHEMA_VERSION:  # true == 1 in Python: not a version
         raise CorruptStateError(
             f"{where}: schema_version {version!r} is not {SCHEMA_VERSION}; migrate it or restore a backup"
         )

@@ -37,6 +37,13 @@ class TestFileBackendContract(PersistenceContract):
 
         return corrupt
 
+    @pytest.fixture
+    def raw_document(self, tmp_path: Path) -> Callable[[str, Key, bytes], None]:
+        def store(domain: str, key: Key, raw: bytes) -> None:
+            doc_path(tmp_path / "dump", domain, key).write_bytes(raw)
+
+        return store
+
 
 @pytest.fixture
 def root(tmp_path: Path) -> Path:

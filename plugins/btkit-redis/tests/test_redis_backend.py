@@ -69,6 +69,14 @@ class TestRedisBackendContract(PersistenceContract):
 
         return corrupt
 
+    @pytest.fixture
+    def raw_document(self, server: RedisServer, bot: str) -> Callable[[str, Key, bytes], None]:
+        def store(domain: str, key: Key, raw: bytes) -> None:
+            with server.client() as c:
+                assert c.set(doc_key(bot, domain, key), raw)
+
+        return store
+
 
 @pytest.fixture
 def backend(server: RedisServer, bot: str) -> Iterator[RedisBackend]:
@@ -83,7 +91,11 @@ def test_key_layout(backend: RedisBackend, server: RedisServer, bot: str) -> Non
     backend.write([Change("signal", ("smacross", "BTC/USDT:USDT"), {"v": 1})])
     with server.client() as c:
         names = sorted(n.decode() for n in c.scan_iter(match=f"btkit:{bot}:*"))
-        assert names == [f"btkit:{bot}:lock", f"btkit:{bot}:signal:smacross:BTC%2FUSDT%3AUSDT"]
+        assert names == [
+            f"btkit:{bot}:fence",
+            f"btkit:{bot}:lock",
+            f"btkit:{bot}:signal:smacross:BTC%2FUSDT%3AUSDT",
+        ]
         assert c.pttl(f"btkit:{bot}:lock") > 0
 
 
@@ -321,6 +333,69 @@ def test_a_process_that_lost_the_lock_writes_nothing(
     assert backend.keys("signal") == [("s",)]
 
 
+def freeze(b: RedisBackend) -> None:
+    """What SIGSTOP does to the heartbeat: it stops renewing (the process is frozen)."""
+    b._stop.set()
+    if b._heartbeat is not None:
+        b._heartbeat.join()
+
+
+def test_a_frozen_owner_whose_lease_another_process_took_and_released_never_writes_again(
+    server: RedisServer, bot: str
+) -> None:
+    """Issue 10 #1 (split brain): frozen past lock_ttl, a second process starts, trades and ends
+    (releasing the lock); the first resumes. It must not take the lock back and write from its stale
+    memory: the fencing token changed, so every later write (and quarantine) is refused."""
+    first = RedisBackend(server.url, bot=bot, lock_ttl=0.3)
+    first.open(exclusive=True)
+    try:
+        first.write([Change("signal", ("s", "BTC"), {"v": "first"})])
+        freeze(first)
+        time.sleep(0.5)  # the lease expires while the first is frozen
+        second = RedisBackend(server.url, bot=bot, lock_ttl=0.3)
+        second.open(exclusive=True)
+        second.write(
+            [Change("signal", ("s", "BTC"), {"v": "second"}), Change("history", ("s", "BTC"), {"n": 1})]
+        )
+        second.close()  # ended: the lock is free again
+        with server.client() as c:
+            assert c.exists(f"btkit:{bot}:lock") == 0
+        for _ in range(2):  # refused, and refused again: it never writes again
+            with pytest.raises(StateLockedError, match="lost the lock") as err:
+                first.write(
+                    [Change("signal", ("s", "BTC"), {"v": "stale"}), Change("history", ("s", "BTC"), None)]
+                )
+            assert "\n" not in str(err.value)
+        with pytest.raises(StateLockedError):
+            first.quarantine("history", ("s", "BTC"), "stale process")
+        assert first.lock_lost is not None
+        assert first.read("signal", ("s", "BTC")) == {"v": "second"}
+        assert first.read("history", ("s", "BTC")) == {"n": 1}
+        with server.client() as c:
+            assert c.exists(f"btkit:{bot}:lock") == 0  # not taken back either
+    finally:
+        first.close()
+
+
+def test_the_heartbeat_of_a_resumed_owner_does_not_take_a_changed_lock_back(
+    server: RedisServer, bot: str
+) -> None:
+    first = RedisBackend(server.url, bot=bot, lock_ttl=0.3)
+    first.open(exclusive=True)
+    try:
+        with server.client() as c:  # another owner came and went while we were frozen
+            c.delete(f"btkit:{bot}:lock")
+            c.incr(f"btkit:{bot}:fence")
+        deadline = time.monotonic() + 10
+        while first.lock_lost is None:
+            assert time.monotonic() < deadline, "the heartbeat never noticed the lost lock"
+            time.sleep(0.02)
+        with server.client() as c:
+            assert c.exists(f"btkit:{bot}:lock") == 0
+    finally:
+        first.close()
+
+
 def test_an_expired_lock_is_retaken_by_the_next_write(
     backend: RedisBackend, server: RedisServer, bot: str
 ) -> None:
@@ -330,6 +405,20 @@ def test_an_expired_lock_is_retaken_by_the_next_write(
         assert c.get(f"btkit:{bot}:lock") is not None
     with pytest.raises(StateLockedError):
         RedisBackend(server.url, bot=bot).open(exclusive=True)
+
+
+@pytest.mark.parametrize(
+    "spelling", ["redis://localhost:{port}", "redis://127.0.0.1:{port}/0/", "redis://127.0.0.1:{port}?db=0"]
+)
+def test_the_same_server_db_and_namespace_written_another_way_is_one_lock(
+    backend: RedisBackend, server: RedisServer, bot: str, spelling: str
+) -> None:
+    """Issue 10 #2 for Redis: the lock lives in the server under the namespace, so another spelling
+    of the same server and db (host name, trailing slash, ``?db=0``) meets the same lock."""
+    other = RedisBackend(spelling.format(port=server.port), bot=bot)
+    with pytest.raises(StateLockedError, match="another btkit live process owns"):
+        other.open(exclusive=True)
+    other.close()
 
 
 def test_redact_url() -> None:

@@ -51,6 +51,17 @@ class TestSqliteBackendContract(PersistenceContract):
 
         return corrupt
 
+    @pytest.fixture
+    def raw_document(self, tmp_path: Path) -> Callable[[str, Key, bytes], None]:
+        def store(domain: str, key: Key, raw: bytes) -> None:
+            with sqlite3.connect(tmp_path / "state" / "btkit.sqlite3", isolation_level=None) as conn:
+                conn.execute(
+                    "INSERT OR REPLACE INTO documents (domain, key, body) VALUES (?, ?, ?)",
+                    (domain, "/".join(encode_key(key)), raw),
+                )
+
+        return store
+
 
 @pytest.fixture
 def db(tmp_path: Path) -> Path:
@@ -218,6 +229,45 @@ def test_a_second_process_is_refused(db: Path) -> None:
     finally:
         owner.kill()
         owner.wait()
+    b = SqliteBackend(db)
+    b.open(exclusive=True)
+    b.close()
+
+
+@pytest.mark.parametrize("alias", ["symlink", "symlinked-dir", "hardlink", "dotdot"])
+def test_one_lock_per_database_file_whatever_the_path(tmp_path: Path, db: Path, alias: str) -> None:
+    """Issue 10 #2: a second process reaching the same database through another path (a symlink, a
+    hard link, a symlinked directory, a path with ``..``) is refused like one using the same path."""
+    owner = subprocess.Popen(
+        [sys.executable, "-c", CHILD_OWNER, str(db)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert owner.stdout is not None and owner.stdout.readline().strip() == "ready"
+        other = tmp_path / "elsewhere"
+        other.mkdir()
+        if alias == "symlink":
+            path = other / "link.sqlite3"
+            path.symlink_to(db)
+        elif alias == "symlinked-dir":
+            (other / "dir").symlink_to(db.parent, target_is_directory=True)
+            path = other / "dir" / db.name
+        elif alias == "hardlink":
+            path = other / "hard.sqlite3"
+            os.link(db, path)
+        else:
+            path = other / ".." / db.parent.name / db.name
+        second = SqliteBackend(path)
+        with pytest.raises(StateLockedError, match="another btkit live process owns") as err:
+            second.open(exclusive=True)
+        assert "\n" not in str(err.value)
+        second.close()
+    finally:
+        owner.kill()
+        owner.wait()
+    if alias == "hardlink":  # two names are two WALs for SQLite: refused even without a second process
+        with pytest.raises(PersistenceError, match="hard links"):
+            SqliteBackend(db).open(exclusive=True)
+        path.unlink()
     b = SqliteBackend(db)
     b.open(exclusive=True)
     b.close()

@@ -84,10 +84,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("ccxt").setLevel(logging.INFO)
-    from btkit.secrets import install_log_masking, load_dotenv
+    from btkit.secrets import install_log_masking, install_output_masking, load_dotenv
 
     load_dotenv()
     install_log_masking()
+    install_output_masking()  # issue 10 #4: every printed value passes through the secret masker
     try:
         return int(args.func(args) or 0)
     except (CliError, ConfigError, UnknownComponentError) as exc:  # a misspelt name is a usage error

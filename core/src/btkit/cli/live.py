@@ -28,7 +28,12 @@ from btkit.cli.common import (
     symbols_of,
 )
 from btkit.errors import BtkitError
-from btkit.secrets import mask
+from btkit.secrets import mask, mask_options, register_option_secrets
+
+
+def _printable(name: str) -> str:
+    """A symbol as one printable line: a newline or control character is shown escaped, never raw."""
+    return name if name.isprintable() else name.encode("unicode_escape").decode("ascii")
 
 
 def configure_live(args: argparse.Namespace, settings: dict[str, dict[str, Any]], *, paper: bool) -> None:
@@ -45,6 +50,7 @@ def configure_live(args: argparse.Namespace, settings: dict[str, dict[str, Any]]
         options["path"] = str(Path(args.dump_dir) / "btkit.sqlite3")
     live.SETTINGS.persistence = backend
     live.SETTINGS.persistence_options = options
+    register_option_secrets(options)  # a password in btkit.toml or an option is masked like an env one
     broker = dict(settings.get("broker", {}))
     name = broker.pop("name", None)
     timeout = broker.pop("timeout_seconds", None)
@@ -62,6 +68,7 @@ def configure_live(args: argparse.Namespace, settings: dict[str, dict[str, Any]]
             )
         live.SETTINGS.broker = name
         live.SETTINGS.broker_options = broker
+        register_option_secrets(broker)
 
 
 def cmd_live(args: argparse.Namespace, *, paper: bool) -> int:
@@ -90,12 +97,17 @@ def cmd_live(args: argparse.Namespace, *, paper: bool) -> int:
             elif result.action == "cancelled":
                 extra = f" {result.reason}"
             print(
-                mask(f"{when} {result.symbol} {result.action} @ {result.current_price:.8g}{extra}"),
+                mask(
+                    f"{when} {_printable(result.symbol)} {result.action} @ {result.current_price:.8g}{extra}"
+                ),
                 flush=True,
             )
 
     def show_risk(rejection: Any) -> None:
-        print(mask(f"risk {rejection.risk_name} rejected {rejection.symbol}: {rejection.note}"), flush=True)
+        print(
+            mask(f"risk {rejection.risk_name} rejected {_printable(rejection.symbol)}: {rejection.note}"),
+            flush=True,
+        )
 
     def show_error(event: Any) -> None:
         print(mask(f"error: {event}"), file=sys.stderr, flush=True)
@@ -105,12 +117,29 @@ def cmd_live(args: argparse.Namespace, *, paper: bool) -> int:
     btkit.listen_error(show_error)
     for handler in logging.getLogger().handlers:  # show_error prints each error event once; not the log too
         handler.addFilter(lambda record: not getattr(record, "btkit_error_event", False))
+    dump_dir = Path(args.dump_dir or "./dump") / "live"
+    from btkit.persist.paths import check_paths, live_run_paths
+
+    state_root = (
+        live.SETTINGS.persistence_options.get("root") if live.SETTINGS.persistence == "file" else None
+    )
+    paths = live_run_paths(
+        report_dir=dump_dir,
+        symbols=symbols,
+        strategy=strategy,
+        exchange=exchange,
+        state_root=Path(state_root) if state_root else None,
+    )
+    check_paths(paths, what=f"btkit {mode}")  # every path it will write, before anything trades
     handles = [
         btkit.Live.background(sym, strategy=strategy, exchange=exchange, clock=clock) for sym in symbols
     ]
     print(
-        f"{mode}: {strategy} on {exchange} {', '.join(symbols)} — state in "
-        f"{live.SETTINGS.persistence} {live.SETTINGS.persistence_options}; Ctrl-C stops gracefully",
+        mask(
+            f"{mode}: {strategy} on {exchange} {', '.join(map(_printable, symbols))} — state in "
+            f"{live.SETTINGS.persistence} {mask_options(live.SETTINGS.persistence_options)}; "
+            "Ctrl-C stops gracefully"
+        ),
         flush=True,
     )
     interrupts = {"n": 0}
@@ -137,18 +166,19 @@ def cmd_live(args: argparse.Namespace, *, paper: bool) -> int:
     while not all(h.join(0.5) for h in handles):
         pass
     failed = [h for h in handles if h.error is not None]
-    dump_dir = Path(args.dump_dir or "./dump") / "live"
     never_started = {h.instance.symbol for h in failed if not h.event_list}
     for sym in symbols:
         if sym in never_started:  # refused before its first tick: no report to write
             continue
         stats = btkit.Live.get_data(sym, strategy=strategy, exchange=exchange)
         path = btkit.Live.dump(sym, strategy=strategy, exchange=exchange, path=dump_dir)
-        print(f"{sym}: {stats.total_signals} closed, total pnl {fmt(stats.total_pnl, '%')}; report: {path}")
+        print(
+            f"{_printable(sym)}: {stats.total_signals} closed, total pnl {fmt(stats.total_pnl, '%')}; report: {path}"
+        )
         rejected = [r for r in live.REJECTIONS if r.symbol == sym]
         if rejected:
             print(
-                f"{sym}: {len(rejected)} signal(s) rejected by risk (see the report's Risk rejections section)"
+                f"{_printable(sym)}: {len(rejected)} signal(s) rejected by risk (see the report's Risk rejections section)"
             )
     live.Live.shutdown()
     for h in failed:  # the first btkit error decides the exit code and the one-line message

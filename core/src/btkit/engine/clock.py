@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import threading
 import time
 from datetime import datetime
@@ -16,16 +17,52 @@ from datetime import datetime
 from btkit.context import datetime_to_ms
 from btkit.model import MINUTE_MS
 
+log = logging.getLogger("btkit.live")
+
+#: A system clock that goes back by more than this is treated as stepped back (see WallClock.now_ms).
+STEP_BACK_TOLERANCE_MS = 1_000
+
 
 class WallClock:
-    """Real time: one tick per minute, ``delay_seconds`` after the boundary; sleeps, never spins."""
+    """Real time: one tick per minute, ``delay_seconds`` after the boundary; sleeps, never spins.
+
+    Time never goes backwards: when the system clock steps back (a manual change, a bad NTP server, a
+    VM restored from a snapshot), a WARNING is logged and the clock carries on from where it was,
+    advanced by the monotonic clock, until the system clock catches up. Open positions keep being
+    monitored every minute instead of waiting, silently, for the lost time to pass again.
+    """
 
     def __init__(self, delay_seconds: float = 2.0, poll_seconds: float = 5.0) -> None:
         self.delay_ms = int(delay_seconds * 1000)
         self.poll = poll_seconds
+        self._anchor: tuple[int, int] | None = None  # (wall ms, monotonic ms) of the last trusted reading
+        self._behind = False
+        self._last = 0
+        self._guard = threading.Lock()
 
     def now_ms(self) -> int:
-        return int(time.time() * 1000)
+        wall, mono = int(time.time() * 1000), int(time.monotonic() * 1000)
+        with self._guard:
+            if self._anchor is None:
+                self._anchor, self._last = (wall, mono), wall
+                return wall
+            expected = self._anchor[0] + (mono - self._anchor[1])
+            if wall >= expected - STEP_BACK_TOLERANCE_MS:  # normal, a small NTP slew, or a step forward
+                if self._behind:
+                    log.warning("the system clock caught up again; live ticks follow it from now on")
+                self._anchor, self._behind, value = (wall, mono), False, wall
+            else:
+                if not self._behind:
+                    log.warning(
+                        "the system clock stepped back by %.1f s; live ticks carry on from the monotonic "
+                        "clock (open positions stay monitored) until it catches up — check NTP / the host "
+                        "clock",
+                        (expected - wall) / 1000,
+                    )
+                    self._behind = True
+                value = expected
+            self._last = max(value, self._last)  # never backwards, not even by a slew
+            return self._last
 
     def register(self) -> int:
         return 0

@@ -29,7 +29,13 @@ from btkit.engine.backtest import Done
 from btkit.engine.clock import ReplayClock, WallClock
 from btkit.engine.instance import StrategyInstance
 from btkit.engine.run import Run
-from btkit.errors import CorruptStateError, OrderRejectedError, PersistenceError
+from btkit.errors import (
+    BtkitError,
+    CorruptStateError,
+    OrderRejectedError,
+    PersistenceError,
+    StateLockedError,
+)
 from btkit.model import Cancelled, Closed, Idle, Opened, TickResult
 from btkit.persist.state import BackendStore
 from btkit.plugins import collect_components, get_plugin_manager, require_loaded
@@ -85,6 +91,9 @@ class LiveSession:
             self.handles: list[LiveHandle] = []
             self._broker_start: asyncio.Future[None] | None = None
             self._refusal_reported = False
+            #: set once this process lost the ownership of the state (a lease that expired while the
+            #: process was frozen): every run of the session stops, nothing more is written
+            self.lost: StateLockedError | None = None
             self.loop = asyncio.new_event_loop()
             self._thread = threading.Thread(target=self._serve, name="btkit-live", daemon=True)
             self._thread.start()
@@ -128,6 +137,15 @@ class LiveSession:
                 exc,
             )
 
+    def lost_ownership(self) -> StateLockedError | None:
+        """Why this session no longer owns its state, if it does not (the backend's ``lock_lost``, or
+        a write refused with ``StateLockedError``)."""
+        if self.lost is None:
+            lost = getattr(self.backend, "lock_lost", None)
+            if isinstance(lost, StateLockedError):
+                self.lost = lost
+        return self.lost
+
     def first_refusal_report(self) -> bool:
         """True once per session: the start-up refusal is reported by the first run that sees it."""
         first, self._refusal_reported = not self._refusal_reported, True
@@ -155,7 +173,17 @@ class LiveSession:
             self.runs[id(clock)] = run
         return run
 
+    def refresh_components(self) -> None:
+        """Pick up components registered since the session started (``add_strategy("B")`` after
+        ``Live.background(..., "A")``): scripts and agent loops register and start one after another.
+        A name registered again replaces the old record for the instances started from now on."""
+        fresh = collect_components(self.pm)
+        for kind, table in fresh.by_kind.items():
+            self.components.by_kind.setdefault(kind, {}).update(table)
+        self.risk.profiles.update(fresh.by_kind.get("risk", {}))
+
     def instance(self, clock: Any, symbol: str, strategy: str, exchange: str) -> StrategyInstance:
+        self.refresh_components()
         for run in self.runs.values():
             if run.find(symbol, strategy) is not None and run is not self.runs.get(id(clock)):
                 raise PersistenceError(f"{strategy} on {symbol} already runs live in this process")
@@ -292,6 +320,8 @@ class LiveHandle:
             raise
         except Exception:
             return None  # e.g. a transient read error: the first tick loads again and reports it
+        if isinstance(self.clock, WallClock):
+            refuse_future_state(self.instance, self.clock.now_ms())
         return self.instance.resume_after()
 
     async def _broker_ready(self) -> bool:
@@ -330,10 +360,20 @@ class LiveHandle:
                 when = await clock.next_tick(pid, last, self._hard_stop)
                 if when is None or self._hard_stop.is_set():
                     break
+                lost = self.session.lost_ownership()
+                if lost is not None:  # another process owns the state now: stop, write nothing
+                    self.error = lost
+                    await run.report(lost, where, fatal=True)
+                    break
                 last = when
                 try:
                     result = await inst.tick(when)
                 except CorruptStateError as exc:
+                    self.error = exc
+                    await run.report(exc, where, fatal=True)
+                    break
+                except StateLockedError as exc:  # a fenced write refused: this process lost the lock
+                    self.session.lost = self.session.lost or exc
                     self.error = exc
                     await run.report(exc, where, fatal=True)
                     break
@@ -391,6 +431,42 @@ class LiveHandle:
 
 _END: Any = object()
 
+#: How far a persisted time may be ahead of the wall clock (clock skew between two hosts, say).
+FUTURE_SKEW_MS = 5 * 60_000
+
+
+def refuse_future_state(inst: StrategyInstance, now: int) -> None:
+    """On the wall clock, a persisted time later than now (beyond :data:`FUTURE_SKEW_MS`) means the
+    document was edited or the clock stepped back since it was written: the runner would silently
+    skip every minute up to it (an open position unmonitored). Refuse to start, naming the document."""
+    from datetime import UTC, datetime
+
+    from btkit.persist.file import describe
+
+    st = inst.state
+    key = (inst.strategy.name, inst.symbol)
+    found: list[tuple[str, str, int]] = []
+    if st.strategy.last_tick is not None:
+        found.append(("strategy", "last_tick", st.strategy.last_tick))
+    if st.strategy.intent is not None and st.strategy.intent.time is not None:
+        found.append(("strategy", "intent.time", st.strategy.intent.time))
+    for domain, row in (("signal", st.pending), ("schedule", st.scheduled)):
+        if row is not None:
+            found.append((domain, "scheduled_at", row.scheduled_at))
+            if row.pending_at is not None:
+                found.append((domain, "pending_at", row.pending_at))
+    for domain, field, value in found:
+        if value > now + FUTURE_SKEW_MS:
+
+            def iso(ms: int) -> str:
+                return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+            raise CorruptStateError(
+                f"state document {describe(domain, key)} has {field} {iso(value)}, later than now "
+                f"({iso(now)}): the clock stepped back or the document was edited; fix the system clock, "
+                "or correct that document, then restart (nothing was traded)"
+            )
+
 
 class LiveStream:
     """``Live.run``'s result: a never-ending (until stopped / replay end) iterator, sync or async."""
@@ -406,7 +482,7 @@ class LiveStream:
             while True:
                 item = q.get()
                 if item is _END:
-                    if self.handle.error is not None and isinstance(self.handle.error, CorruptStateError):
+                    if isinstance(self.handle.error, (CorruptStateError, StateLockedError)):
                         raise self.handle.error
                     return
                 yield item
@@ -475,12 +551,27 @@ class Live:
 
     @staticmethod
     def dump(symbol: str, *, strategy: str, exchange: str, path: str | Path = "./dump/live") -> Path:
+        data = Live.get_data(symbol, strategy=strategy, exchange=exchange)
+        rejections = [r for r in REJECTIONS if r.symbol == symbol and r.strategy_name == strategy]
+        try:
+            return Live._dump(path, symbol, strategy, exchange, data, rejections)
+        except OSError as exc:  # ENOSPC, EACCES, ...: one line that says where
+            import errno
+
+            code = errno.errorcode.get(exc.errno or 0, "")
+            raise BtkitError(
+                f"cannot write the live report of {symbol!r} into {Path(path).absolute()}: "
+                f"{exc.strerror or exc}{f' ({code})' if code else ''}; free space or choose another directory"
+            ) from None
+
+    @staticmethod
+    def _dump(
+        path: str | Path, symbol: str, strategy: str, exchange: str, data: Any, rejections: Any
+    ) -> Path:
         from btkit.engine.backtest import risk_section
         from btkit.market import wall_clock_ms
         from btkit.report import dump_report
 
-        data = Live.get_data(symbol, strategy=strategy, exchange=exchange)
-        rejections = [r for r in REJECTIONS if r.symbol == symbol and r.strategy_name == strategy]
         return dump_report(
             Path(path),
             f"Live {symbol} · {strategy} · {exchange}",
@@ -497,7 +588,8 @@ class Live:
     @staticmethod
     def shutdown() -> None:
         """Stop every live run at once and release the state directory (tests, embedding)."""
-        sess = _session
+        with _session_lock:  # waits for a close already under way (the last run's own), so the state
+            sess = _session  # lock (a Redis lease too) is released when this returns
         if sess is None:
             return
         for h in list(sess.handles):

@@ -49,6 +49,12 @@ DOC_SUFFIX = ".json"
 DIR_MODE = 0o700
 FILE_MODE = 0o600
 DOC_LOCK_TIMEOUT_S = 30.0
+#: Largest stored document (bytes) any first-party backend writes or reads: a bigger one is refused
+#: on write and quarantined on read without being parsed (a hostile 200 MB document must not take
+#: minutes to reject). A history of ~25 000 closed trades fits.
+MAX_DOCUMENT_BYTES = 32 * 1024 * 1024
+#: Deepest nesting of objects/arrays a stored document may have (btkit's own documents use < 10).
+MAX_DOCUMENT_DEPTH = 64
 #: Longest encoded key part the file backend stores: a file name is at most 255 bytes and the temp,
 #: lock and quarantine names add up to 40 characters to it. ASCII names of up to
 #: ``MAX_PART_CHARS`` (120) always fit; very long non-ASCII names (``é`` encodes to 6 characters) may not.
@@ -92,7 +98,13 @@ def dump_document(domain: str, key: Key, document: Any) -> bytes:
         )
     try:
         text = json.dumps(document, allow_nan=False, ensure_ascii=False, sort_keys=True, indent=1)
-        return (text + "\n").encode("utf-8")
+        data = (text + "\n").encode("utf-8")
+        _check_depth(document)
+    except RecursionError:
+        raise PersistenceError(
+            f"state document {describe(domain, key)} is nested too deeply to store (more than "
+            f"{MAX_DOCUMENT_DEPTH} levels); nothing was written"
+        ) from None
     except ValueError as exc:  # NaN/inf ("Out of range float values"), circular reference, surrogates
         raise PersistenceError(
             f"state document {describe(domain, key)} is not strict JSON ({exc}); NaN and infinity are "
@@ -102,6 +114,33 @@ def dump_document(domain: str, key: Key, document: Any) -> bytes:
         raise PersistenceError(
             f"state document {describe(domain, key)} is not JSON-serialisable ({exc}); nothing was written"
         ) from None
+    if len(data) > MAX_DOCUMENT_BYTES:
+        raise PersistenceError(
+            f"state document {describe(domain, key)} is {len(data)} bytes, more than the "
+            f"{MAX_DOCUMENT_BYTES} a backend stores; nothing was written"
+        )
+    return data
+
+
+def _check_depth(document: Any) -> None:
+    """Raise ``RecursionError`` when ``document`` nests deeper than :data:`MAX_DOCUMENT_DEPTH`
+    (iteratively: the check itself never hits the interpreter's recursion limit)."""
+    stack: list[tuple[Any, int]] = [(document, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DOCUMENT_DEPTH:
+            raise RecursionError(f"nested more than {MAX_DOCUMENT_DEPTH} levels deep")
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in value.values() if isinstance(v, dict | list))
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value if isinstance(v, dict | list))
+
+
+def oversized_reason(size: int) -> str | None:
+    """The quarantine reason for a stored document of ``size`` bytes, or None when it may be read."""
+    if size > MAX_DOCUMENT_BYTES:
+        return f"{size} bytes, larger than the {MAX_DOCUMENT_BYTES} bytes a state document may have"
+    return None
 
 
 def _reject_constant(name: str) -> NoReturn:
@@ -125,15 +164,23 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def load_document(raw: bytes | str) -> dict[str, Any]:
-    """Parse a stored document strictly: UTF-8, JSON, an object at the top, no NaN/Infinity, no
-    number that overflows to infinity, no duplicate keys. Raises ``ValueError`` saying why."""
-    text = raw.decode("utf-8") if isinstance(raw, bytes | bytearray | memoryview) else raw
-    doc = json.loads(
-        text,
-        parse_constant=_reject_constant,
-        parse_float=_strict_float,
-        object_pairs_hook=_no_duplicates,
-    )
+    """Parse a stored document strictly: at most :data:`MAX_DOCUMENT_BYTES`, UTF-8, JSON, an object at
+    the top, at most :data:`MAX_DOCUMENT_DEPTH` levels deep, no NaN/Infinity, no number that overflows
+    to infinity, no duplicate keys. Raises ``ValueError`` saying why (never ``RecursionError``)."""
+    reason = oversized_reason(len(raw))
+    if reason is not None:
+        raise ValueError(reason)
+    text = bytes(raw).decode("utf-8") if isinstance(raw, bytes | bytearray | memoryview) else raw
+    try:
+        doc = json.loads(
+            text,
+            parse_constant=_reject_constant,
+            parse_float=_strict_float,
+            object_pairs_hook=_no_duplicates,
+        )
+        _check_depth(doc)
+    except RecursionError:
+        raise ValueError(f"nested more than {MAX_DOCUMENT_DEPTH} levels deep") from None
     if not isinstance(doc, dict):
         raise ValueError(f"top-level value is a {type(doc).__name__}, not an object")
     return doc
@@ -151,6 +198,13 @@ def _strerror(exc: OSError) -> str:
 
 
 # ============================================================ the backend
+def symlink_message(link: Path, root: Path) -> str:
+    return (
+        f"{link} is a symlink inside the state directory {root}; btkit never follows symlinks there "
+        "(writes could land outside it) — replace it with the real directory or file"
+    )
+
+
 def make_private_dirs(directory: Path, *, on_created: Callable[[Path], None] | None = None) -> None:
     """Create ``directory`` and its missing parents with mode 0700 (existing ones are left as they are)."""
     missing: list[Path] = []
@@ -205,6 +259,7 @@ class FileBackend:
             return
         try:
             self._mkdirs(self.root)
+            self._scan_symlinks()
             for domain in DOMAINS:
                 self._mkdirs(self.root / domain)
         except OSError as exc:
@@ -255,26 +310,54 @@ class FileBackend:
     def read(self, domain: str, key: Key) -> dict[str, Any] | None:
         self._require_open()
         path = self._path(domain, key)
-        try:
-            raw = path.read_bytes()
+        reason = None
+        try:  # no-follow (a planted symlink is not read through), non-blocking (nor is a planted FIFO)
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError:
             return None
-        except IsADirectoryError:
-            reason = "a directory stands where the document file belongs"
         except OSError as exc:
-            raise PersistenceError(
-                f"cannot read state document {path}: {_strerror(exc)}; check the disk and permissions"
-            ) from None
+            if exc.errno != errno.ELOOP:
+                raise PersistenceError(
+                    f"cannot read state document {path}: {_strerror(exc)}; check the disk and permissions"
+                ) from None
+            reason = "a symlink stands where the document file belongs (btkit never follows symlinks there)"
         else:
             try:
-                return load_document(raw)
-            except ValueError as exc:
-                reason = f"not a valid JSON object: {exc}"
+                reason, raw = self._read_fd(fd)
+            except OSError as exc:
+                raise PersistenceError(
+                    f"cannot read state document {path}: {_strerror(exc)}; check the disk and permissions"
+                ) from None
+            finally:
+                os.close(fd)
+            if reason is None:
+                try:
+                    return load_document(raw)
+                except ValueError as exc:
+                    reason = f"not a valid JSON object: {exc}"
         where = self.quarantine(domain, key, reason)
         raise CorruptStateError(
             f"state document {path} is corrupt ({reason}); it was moved to {where} — inspect it "
             "(restore it or accept losing that state) before restarting"
         )
+
+    @staticmethod
+    def _read_fd(fd: int) -> tuple[str | None, bytes]:
+        """(why the open file cannot be a document, or None; its bytes) — the size is checked first."""
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            return "a directory stands where the document file belongs", b""
+        if not stat.S_ISREG(st.st_mode):
+            return "not a regular file", b""
+        too_big = oversized_reason(st.st_size)
+        if too_big is not None:
+            return too_big, b""
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+            if sum(map(len, chunks)) > MAX_DOCUMENT_BYTES:  # grew while being read
+                return oversized_reason(sum(map(len, chunks))), b""
+        return None, b"".join(chunks)
 
     def write(self, changes: Sequence[Change]) -> None:
         """Apply ``changes`` in order, each document atomically and durably.
@@ -330,6 +413,7 @@ class FileBackend:
         dest = (
             self.root / QUARANTINE_DIR / rel.parent / f"{path.stem}.{utc_stamp()}{secrets.token_hex(2)}.json"
         )
+        self._refuse_symlinks(dest.parent)
         missing = PersistenceError(f"no state document {describe(domain, key)} to quarantine at {path}")
         if not os.path.lexists(path):
             raise missing
@@ -366,7 +450,34 @@ class FileBackend:
                     f"state key part {part!r} encodes to {len(encoded)} characters, more than the file "
                     f"backend's {MAX_ENCODED_PART}; use a shorter name"
                 )
-        return self.root.joinpath(domain, *enc[:-1], enc[-1] + DOC_SUFFIX)
+        path = self.root.joinpath(domain, *enc[:-1], enc[-1] + DOC_SUFFIX)
+        self._refuse_symlinks(path.parent)
+        return path
+
+    def _refuse_symlinks(self, directory: Path) -> None:
+        """Raise when a directory between the state root and ``directory`` is a symlink: btkit never
+        follows one under its state root (a planted link must not send writes outside it)."""
+        current = self.root
+        for part in directory.relative_to(self.root).parts:
+            current = current / part
+            try:
+                st = os.lstat(current)
+            except FileNotFoundError:
+                return  # created by btkit (never through a link) when written
+            except OSError as exc:
+                raise PersistenceError(f"cannot inspect {current}: {_strerror(exc)}") from None
+            if stat.S_ISLNK(st.st_mode):
+                raise PersistenceError(symlink_message(current, self.root))
+
+    def _scan_symlinks(self) -> None:
+        """At open: refuse a state directory that holds a symlink anywhere below its root."""
+        quarantine = self.root / QUARANTINE_DIR
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            # a symlink that stood where a document belonged is kept in quarantine as found
+            inside_quarantine = Path(dirpath) == quarantine or quarantine in Path(dirpath).parents
+            for name in (*dirnames, *(() if inside_quarantine else filenames)):
+                if os.path.islink(os.path.join(dirpath, name)):
+                    raise PersistenceError(symlink_message(Path(dirpath) / name, self.root))
 
     @contextlib.contextmanager
     def _doc_lock(self, path: Path) -> Iterator[None]:

@@ -17,6 +17,7 @@ from btkit import serde
 from btkit.engine.state import InstanceState, Levels, StrategyState
 from btkit.errors import CorruptStateError, PersistenceError
 from btkit.model import Closed, SignalRow
+from btkit.persist import sanity
 from btkit.persist.backend import Backend, Change, Key
 from btkit.risk import ActivePosition
 
@@ -101,7 +102,15 @@ class BackendStore:
         return None if doc is ABSENT else doc
 
     def _structured(self, domain: str, key: Key, cls: type, *, where: str) -> Any:
-        doc = self._read(domain, key)
+        try:
+            doc = self._read(domain, key)
+        except PersistenceError:
+            raise  # CorruptStateError (already quarantined by the backend) or an I/O error
+        except (RecursionError, ValueError, TypeError, UnicodeError, MemoryError) as exc:
+            # a backend that let an unreadable document through: corrupt all the same, never "transient"
+            exc = CorruptStateError(f"{where}: unreadable document ({type(exc).__name__}: {str(exc)[:200]})")
+            moved = self.backend.quarantine(domain, key, str(exc))
+            raise CorruptStateError(f"{exc}; moved aside to {moved}") from None
         if doc is None:
             return None
         try:
@@ -114,6 +123,21 @@ class BackendStore:
                 "and restart"
             ) from None
 
+    def _sane(self, domain: str, key: Key, value: Any, check: Any, *, where: str) -> Any:
+        """Apply a :mod:`btkit.persist.sanity` check to a structured document; quarantine it if it
+        makes no sense (the same rules as creating a signal)."""
+        if value is None:
+            return None
+        try:
+            check(value)
+        except ValueError as exc:
+            moved = self.backend.quarantine(domain, key, f"{where}: {exc}")
+            raise CorruptStateError(
+                f"{where}: invalid document ({exc}); moved aside to {moved}. Trading on this symbol stays "
+                "stopped until you inspect it and restart"
+            ) from None
+        return value
+
     async def load(self, key: InstanceKey, exchange_name: str = "") -> tuple[InstanceState, list[Closed]]:
         return self.load_sync(key, exchange_name)
 
@@ -122,10 +146,23 @@ class BackendStore:
         if self.signal_adapters is not None:
             self.signal_adapters.open(key, exchange_name)
         sig = self._structured("signal", key, _SignalDoc, where=f"signal state of {name}")
+        self._sane(
+            "signal", key, sig and sig.row, lambda r: sanity.check_row(r, key), where=f"signal of {name}"
+        )
         sch = self._structured("schedule", key, _SignalDoc, where=f"schedule state of {name}")
+        self._sane(
+            "schedule", key, sch and sch.row, lambda r: sanity.check_row(r, key), where=f"schedule of {name}"
+        )
         strat = self._structured("strategy", key, StrategyState, where=f"strategy state of {name}")
+        self._sane(
+            "strategy",
+            key,
+            strat,
+            lambda st: sanity.check_strategy_state(st, key),
+            where=f"strategy state of {name}",
+        )
         levels = self._structured("levels", key, Levels, where=f"levels of {name}")
-        hist = self._structured("history", key, _HistoryDoc, where=f"history of {name}")
+        hist = self._load_history(key)
         state = InstanceState(
             pending=sig.row if sig else None,
             scheduled=sch.row if sch else None,
@@ -139,12 +176,19 @@ class BackendStore:
             )
         return state, list(hist.closed) if hist else []
 
+    def _load_history(self, key: InstanceKey) -> _HistoryDoc | None:
+        where = f"history of {'/'.join(key)}"
+        hist = self._structured("history", key, _HistoryDoc, where=where)
+        return self._sane("history", key, hist, lambda h: sanity.check_history(h.closed, key), where=where)
+
     def load_history(self, key: InstanceKey) -> list[Closed]:
-        hist = self._structured("history", key, _HistoryDoc, where=f"history of {'/'.join(key)}")
+        hist = self._load_history(key)
         return list(hist.closed) if hist else []
 
     def load_risk(self, name: str) -> list[ActivePosition]:
-        doc = self._structured("risk", (name,), _RiskDoc, where=f"risk positions of {name}")
+        where = f"risk positions of {name}"
+        doc = self._structured("risk", (name,), _RiskDoc, where=where)
+        self._sane("risk", (name,), doc, lambda d: sanity.check_risk_positions(d.positions), where=where)
         return list(doc.positions) if doc else []
 
     def save(self, changes: Sequence[Change]) -> None:
@@ -189,6 +233,15 @@ class BackendStore:
         return n
 
     def history_change(self, key: InstanceKey, closed: Sequence[Closed]) -> Change:
+        """The history document with ``closed`` (the last one new): checked before it is written, so a
+        trade no report could read never reaches the disk (the earlier ones were checked already)."""
+        if closed:
+            try:
+                sanity.check_closed(closed[-1], key)
+            except ValueError as exc:
+                raise PersistenceError(
+                    f"refusing to write the history of {'/'.join(key)}: {exc}; the change did not happen"
+                ) from None
         return Change("history", key, serde.to_document(serde.unstructure(_HistoryDoc(tuple(closed)))))
 
     def risk_change(self, name: str, positions: Sequence[ActivePosition]) -> Change:

@@ -1,6 +1,6 @@
 """The contract test suite every persistence backend passes (the built-in file backend included).
 
-A backend package subclasses :class:`PersistenceContract` in its tests and overrides two fixtures::
+A backend package subclasses :class:`PersistenceContract` in its tests and overrides three fixtures::
 
     from btkit.testing import PersistenceContract
 
@@ -16,7 +16,13 @@ A backend package subclasses :class:`PersistenceContract` in its tests and overr
                 ...  # make the stored document for (domain, key) unparseable, bypassing the backend
             return corrupt
 
-Every test is generic: it uses only the :class:`btkit.persist.Backend` protocol plus those two
+        @pytest.fixture
+        def raw_document(self, tmp_path):
+            def store(domain, key, raw: bytes):
+                ...  # store exactly these bytes as the document for (domain, key), bypassing the backend
+            return store
+
+Every test is generic: it uses only the :class:`btkit.persist.Backend` protocol plus those three
 fixtures. Nothing here may be skipped by a backend; a backend that cannot pass a test is not a
 btkit persistence backend.
 """
@@ -35,10 +41,28 @@ from hypothesis import strategies as st
 
 from btkit.errors import CorruptStateError, PersistenceError, StateLockedError
 from btkit.persist.backend import Backend, Change, Key
+from btkit.persist.file import MAX_DOCUMENT_BYTES, MAX_DOCUMENT_DEPTH
 from btkit.persist.keys import MAX_PART_CHARS
 
 MakeBackend = Callable[[], Backend]
 CorruptDocument = Callable[[str, Key], None]
+RawDocument = Callable[[str, Key, bytes], None]
+
+
+def _nested(levels: int) -> bytes:
+    return b'{"v": ' + b"[" * levels + b"]" * levels + b"}"
+
+
+#: Stored bytes that are not a usable document although each is, or looks like, JSON (issue 10 #5):
+#: reading any of them must quarantine it (CorruptStateError), never raise anything else.
+UNREASONABLE_DOCUMENTS: dict[str, bytes] = {
+    "nested-5000-levels": _nested(5000),  # RecursionError in a naive json.loads
+    "nested-past-the-cap": _nested(MAX_DOCUMENT_DEPTH + 1),
+    "larger-than-the-cap": b'{"pad": "' + b"x" * MAX_DOCUMENT_BYTES + b'"}',
+    "top-level-list": b"[1, 2]",
+    "duplicate-keys": b'{"v": 1, "v": 2}',
+    "huge-exponent": b'{"v": 1e999}',
+}
 
 #: Key parts that break naive backends: path traversal, separators, ccxt futures symbols, unicode,
 #: already-encoded-looking text, Redis separators.
@@ -120,6 +144,13 @@ class PersistenceContract:
     @pytest.fixture
     def corrupt_document(self) -> CorruptDocument:
         pytest.fail("override the `corrupt_document` fixture: return corrupt(domain, key) for your store")
+
+    @pytest.fixture
+    def raw_document(self) -> RawDocument:
+        pytest.fail(
+            "override the `raw_document` fixture: return store(domain, key, raw_bytes) that stores exactly "
+            "those bytes as the document, bypassing the backend"
+        )
 
     # ------------------------------------------------------------ fixtures provided
     @pytest.fixture
@@ -298,6 +329,34 @@ class PersistenceContract:
         assert backend.read("signal", ("s", "OTHER")) == {"v": 2}
         backend.write([Change("signal", key, {"v": 3})])
         assert backend.read("signal", key) == {"v": 3}
+
+    @pytest.mark.parametrize("name", sorted(UNREASONABLE_DOCUMENTS))
+    def test_unreasonable_documents_are_quarantined(
+        self, backend: Backend, raw_document: RawDocument, name: str
+    ) -> None:
+        """Issue 10 #5: deep nesting, oversized, not an object, ...: corrupt, quarantined, and the key
+        usable again — never a RecursionError, never a document read as missing without a trace."""
+        key = ("s", "BTCUSDT")
+        backend.write([Change("signal", key, {"v": 0}), Change("signal", ("s", "OTHER"), {"v": 2})])
+        raw_document("signal", key, UNREASONABLE_DOCUMENTS[name])
+        with pytest.raises(CorruptStateError) as err:
+            backend.read("signal", key)
+        assert "\n" not in str(err.value) and len(str(err.value)) < 2000
+        assert backend.read("signal", key) is None
+        assert backend.keys("signal") == [("s", "OTHER")]
+        backend.write([Change("signal", key, {"v": 3})])
+        assert backend.read("signal", key) == {"v": 3}
+
+    @pytest.mark.parametrize("what", ["too-deep", "too-large"])
+    def test_documents_that_could_not_be_read_back_are_refused(self, backend: Backend, what: str) -> None:
+        deep: Any = 1
+        for _ in range(5000 if what == "too-deep" else 0):
+            deep = [deep]
+        document = {"v": deep} if what == "too-deep" else {"pad": "x" * MAX_DOCUMENT_BYTES}
+        with pytest.raises(PersistenceError) as err:
+            backend.write([Change("signal", ("s", "GOOD"), {"v": 1}), Change("signal", ("s", "X"), document)])
+        assert "\n" not in str(err.value)
+        assert backend.keys("signal") == []
 
     def test_quarantine_moves_a_document_aside(self, backend: Backend) -> None:
         key = ("s", "ETH/USDT")

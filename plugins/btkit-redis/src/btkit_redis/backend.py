@@ -2,15 +2,21 @@
 
 Key layout (every part encoded with :func:`btkit.persist.keys.encode_part`, which never produces
 ``:``): documents at ``<prefix>:<bot>:<domain>:<part0>:...:<last>``, the owner lock at
-``<prefix>:<bot>:lock``, quarantined documents at ``<prefix>:<bot>:quarantine:<domain>:<parts>:<stamp>``
-(their reason at ``...:<stamp>:reason``).
+``<prefix>:<bot>:lock`` and its fencing counter at ``<prefix>:<bot>:fence``, quarantined documents
+at ``<prefix>:<bot>:quarantine:<domain>:<parts>:<stamp>`` (their reason at ``...:<stamp>:reason``).
 
-- ``write()`` is one MULTI/EXEC transaction (``atomic_batches = True``).
-- Exclusive open: ``SET <lock> <host:pid:random> NX PX <lock_ttl>``. The lock is renewed by a
-  heartbeat thread every ``lock_ttl / 3`` and by every write, and released on ``close()``. A process
-  killed with SIGKILL leaves the lock behind for at most ``lock_ttl`` seconds (15 by default), after
-  which a restart takes it. Every exclusive write WATCHes the lock and refuses
-  (``StateLockedError``) if another process has taken it meanwhile, so two bots never interleave.
+- ``write()`` is one transaction (``atomic_batches = True``): a fenced Lua script for the owner, MULTI/EXEC
+  for a non-exclusive client.
+- Exclusive open: ``SET <lock> <host:pid:random> NX PX <lock_ttl>`` and, in the same script,
+  ``INCR <prefix>:<bot>:fence``: every owner gets a new, larger *fencing token*. The lock is renewed
+  by a heartbeat thread every ``lock_ttl / 3`` and by every write, and released on ``close()``. A
+  process killed with SIGKILL leaves the lock behind for at most ``lock_ttl`` seconds (15 by
+  default), after which a restart takes it.
+- Every exclusive write (and quarantine) is one Lua script that compares the fencing token and the
+  lock value *inside* the transaction: a process frozen (SIGSTOP, a VM pause) past ``lock_ttl``
+  whose lock was taken by another process — even one that has ended since — finds the token
+  changed, writes nothing and raises ``StateLockedError``, and never writes again. An expired lock
+  that nobody took (the fence unchanged) is simply taken back.
 - Redis unreachable → every call raises ``PersistenceError("redis at <url> unreachable: …; live
   trading pauses until it is back")``; nothing proceeds without a durable write.
 - Durability is whatever the server is configured for; run it with ``appendonly yes`` and
@@ -36,7 +42,14 @@ from redis.retry import Retry
 
 from btkit.errors import CorruptStateError, PersistenceError, StateLockedError
 from btkit.persist.backend import Change, Key
-from btkit.persist.file import check_domain, describe, dump_document, load_document, utc_stamp
+from btkit.persist.file import (
+    check_domain,
+    describe,
+    dump_document,
+    load_document,
+    oversized_reason,
+    utc_stamp,
+)
 from btkit.persist.keys import decode_part, encode_key, encode_part
 
 log = logging.getLogger("btkit.persist.redis")
@@ -44,12 +57,52 @@ log = logging.getLogger("btkit.persist.redis")
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 URL_ENV = "BTKIT__PERSISTENCE__URL"
 
-# Renew the lock if we still own it; take it again if it expired and nobody else took it.
+# Take the lock and a new fencing token (every owner gets a larger one). Returns the token or 0.
+_TAKE = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return redis.call('INCR', KEYS[2]) end
+return 0
+"""
+# Renew the lock if we still own it; take it again if it expired and nobody else took it meanwhile
+# (the fencing token is still ours). 0: lost.
 _RENEW = """
+if redis.call('GET', KEYS[2]) ~= ARGV[3] then return 0 end
 local v = redis.call('GET', KEYS[1])
 if v == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
 if not v then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 2 end
 return 0
+"""
+# The fenced write: KEYS = lock, fence, documents...; ARGV = token, fence, ttl_ms, then per document
+# 'D' (delete) or 'S' followed by the body. Nothing is applied unless the fence and the lock are ours.
+_WRITE = """
+local holder = redis.call('GET', KEYS[1])
+local fence = redis.call('GET', KEYS[2])
+if fence ~= ARGV[2] or (holder and holder ~= ARGV[1]) then
+  return {0, holder or '', fence or ''}
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+local a = 4
+for i = 3, #KEYS do
+  if ARGV[a] == 'D' then
+    redis.call('DEL', KEYS[i])
+    a = a + 1
+  else
+    redis.call('SET', KEYS[i], ARGV[a + 1])
+    a = a + 2
+  end
+end
+return {1}
+"""
+# The fenced quarantine: KEYS = lock, fence, document, target, reason key; ARGV = token, fence, reason.
+_QUARANTINE = """
+local holder = redis.call('GET', KEYS[1])
+local fence = redis.call('GET', KEYS[2])
+if fence ~= ARGV[2] or (holder and holder ~= ARGV[1]) then
+  return {0, holder or '', fence or ''}
+end
+if redis.call('EXISTS', KEYS[3]) == 0 then return {2} end
+redis.call('RENAME', KEYS[3], KEYS[4])
+redis.call('SET', KEYS[5], ARGV[3])
+return {1}
 """
 # Delete the lock only if we own it.
 _RELEASE = """
@@ -110,9 +163,12 @@ class RedisBackend:
                 f"{socket_timeout}"
             )
         self.lock_key = f"{self.namespace}:lock"
+        self.fence_key = f"{self.namespace}:fence"
         self._mutex = threading.RLock()
         self._client: redis.Redis | None = None
         self._token: str | None = None
+        self._fence: str | None = None  # our fencing token while we own the lock
+        self._lost: StateLockedError | None = None  # set once the lock was lost: never write again
         self._stop = threading.Event()
         self._heartbeat: threading.Thread | None = None
 
@@ -155,6 +211,7 @@ class RedisBackend:
         with self._mutex:
             client, self._client = self._client, None
             token, self._token = self._token, None
+            self._fence, self._lost = None, None
             if client is None:
                 return
             if token is not None:
@@ -168,16 +225,21 @@ class RedisBackend:
         name = self._key(domain, key)
         with self._call("read") as r:
             try:
-                raw = r.get(name)
+                size = int(r.strlen(name))  # the size first: a huge value is refused unread
+                too_big = oversized_reason(size)
+                raw = None if too_big is not None else r.get(name)
             except redis.ResponseError as exc:  # WRONGTYPE: something else stands at this key
-                raw, reason = None, f"not a string value ({_one_line(exc)})"
+                reason = f"not a string value ({_one_line(exc)})"
             else:
-                if raw is None:
-                    return None
-                try:
-                    return load_document(raw)
-                except ValueError as exc:
-                    reason = f"not a valid JSON object: {exc}"
+                if too_big is not None:
+                    reason = too_big
+                else:
+                    if raw is None:
+                        return None
+                    try:
+                        return load_document(raw)
+                    except ValueError as exc:
+                        reason = f"not a valid JSON object: {exc}"
         where = self.quarantine(domain, key, reason)
         raise CorruptStateError(
             f"state document {describe(domain, key)} at {self.safe_url} is corrupt ({reason}); it was "
@@ -196,44 +258,37 @@ class RedisBackend:
             prepared.append((name, body))
         if not prepared:
             return
-        # One write at a time per process (the heartbeat takes the same mutex): the lock key is
-        # WATCHed, and renewing it from a concurrent call would abort this transaction.
+        # One write at a time per process (the heartbeat takes the same mutex).
         with self._mutex, self._call("write") as r:
-            for _attempt in range(3):
-                if self._transact(r, prepared):
-                    return
-            raise PersistenceError(
-                f"redis at {self.safe_url} kept interrupting the transaction; the change did not happen"
-            )
+            if self._token is None:  # not the owner (an operator tool): a plain transaction
+                with r.pipeline(transaction=True) as pipe:
+                    for name, body in prepared:
+                        if body is None:
+                            pipe.delete(name)
+                        else:
+                            pipe.set(name, body)
+                    pipe.execute()
+                return
+            self._check_owner()
+            args: list[Any] = [self._token, self._fence, self._ttl_ms]
+            for _name, body in prepared:
+                args += ["D"] if body is None else ["S", body]
+            keys = [self.lock_key, self.fence_key, *(name for name, _ in prepared)]
+            self._fenced(r.eval(_WRITE, len(keys), *keys, *args))
 
-    def _transact(self, r: redis.Redis, prepared: Sequence[tuple[str, bytes | None]]) -> bool:
-        """One MULTI/EXEC attempt; False when EXEC was aborted (nothing applied) and may be retried."""
-        token = self._token
-        with r.pipeline(transaction=True) as pipe:
-            try:
-                if token is not None:
-                    pipe.watch(self.lock_key)
-                    holder = pipe.get(self.lock_key)
-                    if holder is not None and holder.decode("utf-8", "replace") != token:
-                        raise self._lost_lock(holder)
-                    pipe.multi()
-                    pipe.set(self.lock_key, token, px=self._ttl_ms)  # renew, or retake after expiry
-                else:
-                    pipe.multi()
-                for name, body in prepared:
-                    if body is None:
-                        pipe.delete(name)
-                    else:
-                        pipe.set(name, body)
-                pipe.execute()
-                return True
-            except redis.WatchError:
-                # EXEC was refused, nothing applied. Someone else took the lock, or the lock merely
-                # changed (expired, or a dropped connection ended the WATCH): then try again.
-                holder = r.get(self.lock_key)
-                if holder is not None and holder.decode("utf-8", "replace") != token:
-                    raise self._lost_lock(holder) from None
-                return False
+    def _check_owner(self) -> None:
+        if self._lost is not None:
+            raise self._lost
+
+    def _fenced(self, result: Any) -> Any:
+        """Raise (and remember) the loss of the lock reported by a fenced script."""
+        if int(result[0]) != 0:
+            return result
+        holder = bytes(result[1]).decode("utf-8", "replace") or "nobody"
+        fence = bytes(result[2]).decode("utf-8", "replace") or "none"
+        self._lost = self._lost_lock(holder, fence)
+        log.error("%s", self._lost)
+        raise self._lost
 
     def keys(self, domain: str) -> list[Key]:
         check_domain(domain)
@@ -260,15 +315,26 @@ class RedisBackend:
         name = self._key(domain, key)
         where = name[len(self.namespace) + 1 :]  # "<domain>:<parts>"
         target = f"{self.namespace}:quarantine:{where}:{utc_stamp()}{secrets.token_hex(2)}"
-        with self._call("quarantine") as r:
-            if not r.exists(name):
-                raise PersistenceError(
-                    f"no state document {describe(domain, key)} at {self.safe_url} to quarantine"
+        missing = PersistenceError(
+            f"no state document {describe(domain, key)} at {self.safe_url} to quarantine"
+        )
+        reason_text = f"{describe(domain, key)}: {reason}"
+        with self._mutex, self._call("quarantine") as r:
+            if self._token is not None:  # the owner: fenced like every write
+                self._check_owner()
+                keys = [self.lock_key, self.fence_key, name, target, f"{target}:reason"]
+                done = self._fenced(
+                    r.eval(_QUARANTINE, len(keys), *keys, self._token, self._fence, reason_text)
                 )
-            with r.pipeline(transaction=True) as pipe:
-                pipe.rename(name, target)
-                pipe.set(f"{target}:reason", f"{describe(domain, key)}: {reason}")
-                pipe.execute()
+                if int(done[0]) == 2:
+                    raise missing
+            else:
+                if not r.exists(name):
+                    raise missing
+                with r.pipeline(transaction=True) as pipe:
+                    pipe.rename(name, target)
+                    pipe.set(f"{target}:reason", reason_text)
+                    pipe.execute()
         log.error("quarantined state document %s to redis key %s: %s", describe(domain, key), target, reason)
         return target
 
@@ -310,7 +376,8 @@ class RedisBackend:
     def _take_lock(self) -> None:
         token = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(8)}"
         with self._call("lock") as r:
-            if not r.set(self.lock_key, token, nx=True, px=self._ttl_ms):
+            fence = int(r.eval(_TAKE, 2, self.lock_key, self.fence_key, token, self._ttl_ms))
+            if not fence:
                 holder = r.get(self.lock_key)
                 pttl = r.pttl(self.lock_key)
                 who = holder.decode("utf-8", "replace") if holder else "?"
@@ -319,17 +386,22 @@ class RedisBackend:
                     f"{who}, {max(pttl, 0) / 1000:.0f} s left unless renewed); stop it, wait if it crashed, "
                     "or use another bot name"
                 )
-        self._token = token
+        self._token, self._fence, self._lost = token, str(fence), None
         self._stop = threading.Event()
         self._heartbeat = threading.Thread(
             target=self._beat,
-            args=(self._stop, token),
+            args=(self._stop, token, str(fence)),
             name=f"btkit-redis-lock-{self.namespace}",
             daemon=True,
         )
         self._heartbeat.start()
 
-    def _beat(self, stop: threading.Event, token: str) -> None:
+    @property
+    def lock_lost(self) -> StateLockedError | None:
+        """Why this process no longer owns the state (None while it does, or when not exclusive)."""
+        return self._lost
+
+    def _beat(self, stop: threading.Event, token: str, fence: str) -> None:
         unreachable = False
         while not stop.wait(self.lock_ttl / 3):
             client = self._client
@@ -337,9 +409,16 @@ class RedisBackend:
                 return
             try:
                 with self._mutex:
-                    if stop.is_set():
+                    if stop.is_set() or self._lost is not None:
                         return
-                    result = client.eval(_RENEW, 1, self.lock_key, token, self._ttl_ms)
+                    result = client.eval(_RENEW, 2, self.lock_key, self.fence_key, token, self._ttl_ms, fence)
+                    if result == 0:
+                        holder = client.get(self.lock_key)
+                        now = client.get(self.fence_key)
+                        self._lost = self._lost_lock(
+                            holder.decode("utf-8", "replace") if holder else "nobody",
+                            now.decode("utf-8", "replace") if now else "none",
+                        )
             except (redis.RedisError, OSError) as exc:
                 if not unreachable:
                     log.warning("cannot renew the redis lock at %s: %s", self.safe_url, _one_line(exc))
@@ -347,17 +426,15 @@ class RedisBackend:
                 continue
             unreachable = False
             if result == 0:
-                log.error(
-                    "lost the redis lock %s at %s to another process; writes from this process are refused",
-                    self.lock_key,
-                    self.safe_url,
-                )
+                log.error("%s", self._lost)
                 return
 
-    def _lost_lock(self, holder: bytes) -> StateLockedError:
+    def _lost_lock(self, holder: str, fence: str | None = None) -> StateLockedError:
+        taken = "" if fence is None else f" (fencing token {fence}, ours was {self._fence})"
         return StateLockedError(
-            f"this process lost the lock on redis {self.safe_url} {self.namespace} to "
-            f"{holder.decode('utf-8', 'replace')}; nothing was written — stop this process"
+            f"this process lost the lock on redis {self.safe_url} {self.namespace}{taken} to {holder}; "
+            "nothing was written and this process writes nothing more — stop it (another process may "
+            "own the state now)"
         )
 
     def _warn_weak_durability(self) -> None:

@@ -7,13 +7,18 @@
 - One connection shared by all threads of the process, serialised by a lock.
 - ``schema_version`` table and explicit, ordered migrations (:data:`MIGRATIONS`), run in one
   transaction at :meth:`SqliteBackend.open`.
-- Exclusive open: a ``filelock`` on ``<path>.lock`` (released by the OS when the process dies).
+- Exclusive open: one lock per database *file*, whatever the path it is reached through: the path
+  is resolved (symlinks), a ``filelock`` is taken on ``<resolved path>.lock`` and an exclusive
+  ``flock`` on the database file itself, which hard links share (both released by the OS when the
+  process dies). A database file with several hard links is refused: SQLite keeps its WAL next to
+  the *name*, so two names of one file are two WALs (a corrupt database).
 - Quarantine: the row moves, bytes untouched, to the ``quarantine`` table.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import sqlite3
@@ -29,11 +34,13 @@ import filelock
 from btkit.errors import CorruptStateError, PersistenceError, StateLockedError
 from btkit.persist.backend import Change, Key
 from btkit.persist.file import (
+    MAX_DOCUMENT_BYTES,
     check_domain,
     describe,
     dump_document,
     load_document,
     make_private_dirs,
+    oversized_reason,
     utc_stamp,
 )
 from btkit.persist.keys import decode_part, encode_key
@@ -104,6 +111,7 @@ class SqliteBackend:
         self._mutex = threading.RLock()
         self._conn: sqlite3.Connection | None = None
         self._file_lock: filelock.FileLock | None = None
+        self._identity_fd: int | None = None  # flock on the database file itself (its inode)
 
     def __repr__(self) -> str:
         return f"SqliteBackend(path={str(self.path)!r})"
@@ -122,6 +130,7 @@ class SqliteBackend:
                     f"cannot create directory {self.path.parent} for the sqlite state database: "
                     f"{exc.strerror or exc}; check the path and its permissions"
                 ) from None
+            self.path = self.path.resolve()  # a symlink and its target are one database
             if exclusive:
                 self._lock_exclusive()
             if self._conn is None:
@@ -146,16 +155,21 @@ class SqliteBackend:
         text_key = _key_text(key)
         with self._mutex:  # re-entrant: the quarantine below moves exactly the row just read
             with self._cursor("read") as conn:
-                row = conn.execute(
-                    "SELECT CAST(body AS BLOB) FROM documents WHERE domain = ? AND key = ?",
-                    (domain, text_key),
+                row = conn.execute(  # the size first: a huge body is refused unread
+                    "SELECT CASE WHEN length(CAST(body AS BLOB)) > ? THEN NULL ELSE CAST(body AS BLOB) END, "
+                    "length(CAST(body AS BLOB)) FROM documents WHERE domain = ? AND key = ?",
+                    (MAX_DOCUMENT_BYTES, domain, text_key),
                 ).fetchone()
             if row is None:
                 return None
-            try:
-                return load_document(row[0])
-            except ValueError as exc:
-                reason = f"not a valid JSON object: {exc}"
+            too_big = oversized_reason(int(row[1] or 0))
+            if too_big is not None:
+                reason = too_big
+            else:
+                try:
+                    return load_document(row[0])
+                except ValueError as exc:
+                    reason = f"not a valid JSON object: {exc}"
             where = self.quarantine(domain, key, reason)
         raise CorruptStateError(
             f"state document {describe(domain, key)} in {self.path} is corrupt ({reason}); it was moved "
@@ -305,9 +319,47 @@ class SqliteBackend:
             ) from None
         except OSError as exc:
             raise PersistenceError(f"cannot lock {self.path}.lock: {exc.strerror or exc}") from None
+        try:
+            self._identity_fd = self._lock_identity()
+        except BaseException:
+            with contextlib.suppress(OSError):
+                lock.release(force=True)
+            raise
         self._file_lock = lock
 
+    def _lock_identity(self) -> int:
+        """``flock`` the database file itself: one lock per file (inode), whatever name reaches it."""
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, FILE_MODE)
+        except OSError as exc:
+            raise PersistenceError(
+                f"cannot open sqlite state database {self.path}: {exc.strerror or exc}; check the path"
+            ) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StateLockedError(
+                f"another btkit live process owns the database file {self.path} (reached through another "
+                "path: a link to the same file); stop it or use another sqlite path"
+            ) from None
+        except OSError as exc:
+            os.close(fd)
+            raise PersistenceError(f"cannot lock {self.path}: {exc.strerror or exc}") from None
+        links = os.fstat(fd).st_nlink
+        if links > 1:
+            os.close(fd)
+            raise PersistenceError(
+                f"sqlite state database {self.path} has {links} hard links: another name reaches the same "
+                "file (and SQLite would keep a second WAL for it); remove the other links and restart"
+            )
+        return fd
+
     def _release_lock(self) -> None:
+        if self._identity_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._identity_fd)  # drops the flock
+            self._identity_fd = None
         if self._file_lock is not None:
             with contextlib.suppress(OSError):
                 self._file_lock.release(force=True)
