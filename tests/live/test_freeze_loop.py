@@ -75,8 +75,14 @@ def one_round(server: ForkServer, redis_url: str, base: Path, rng: random.Random
         lock_ttl=LOCK_TTL,
     )
     first = server.start(**options)
-    # let it open positions (the replay takes about 1.5 s), then freeze it mid-run
-    assert server.wait(first, rng.uniform(0.3, 0.7)) is None, f"{server.stderr[-10:]}"
+    # let it hold the lease and complete a write (a slow machine may still be importing after
+    # 0.5 s: frozen before it took the lock, it would rightly carry on after the second), then
+    # freeze it mid-run (the replay takes about 1.5 s)
+    deadline = time.monotonic() + 30
+    while not any(w["pid"] == first and w["what"] == "done" for w in read_jsonl(logs / "writes.jsonl")):
+        assert time.monotonic() < deadline, f"the first process never wrote: {server.stderr[-10:]}"
+        assert server.wait(first, 0.02) is None, f"the first process ended early: {server.stderr[-10:]}"
+    assert server.wait(first, rng.uniform(0.0, 0.3)) is None, f"{server.stderr[-10:]}"
     os.kill(first, signal.SIGSTOP)
     try:
         wait_until_stopped(first)
