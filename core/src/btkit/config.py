@@ -186,6 +186,79 @@ def _check_keys(section: str, body: Mapping[str, Any], where: str) -> None:
             raise ConfigError(f"{where}: unknown key {key!r} in [{section}]; use one of {', '.join(known)}")
 
 
+# the type of every key the host reads itself; a value from the environment (always a string) is parsed
+# to that type, a value from the TOML file must already have it — the same rules for both
+def _as_bool(text: Any) -> bool:
+    if isinstance(text, bool):
+        return text
+    if isinstance(text, str) and text.strip().lower() in ("true", "1", "yes", "on"):
+        return True
+    if isinstance(text, str) and text.strip().lower() in ("false", "0", "no", "off"):
+        return False
+    raise ValueError("must be true or false")
+
+
+def _as_positive(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError("must be a number > 0")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError("must be a number > 0") from None
+    if not math.isfinite(number) or number <= 0 or number > 1e15:
+        raise ValueError("must be a finite number > 0")
+    return number
+
+
+def _as_text(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("must be a non-empty string")
+    return value
+
+
+def _as_names(value: Any) -> Any:
+    """A name, or a list of names (``[run] symbol = ["BTCUSDT", "ETHUSDT"]``)."""
+    if isinstance(value, list) and value:
+        return [_as_text(item) for item in value]
+    return _as_text(value)
+
+
+def _as_choice(*choices: str) -> Any:
+    def parse(value: Any) -> str:
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return str(value)
+
+    return parse
+
+
+HOST_TYPES: dict[tuple[str, str], Any] = {
+    ("exchange", "offline"): _as_bool,
+    ("exchange", "data_dir"): _as_text,
+    ("exchange", "gaps"): _as_choice("reject", "fill"),
+    ("broker", "name"): _as_text,
+    ("broker", "timeout_seconds"): _as_positive,
+    ("persistence", "backend"): _as_text,
+    ("wallet", "balance"): _as_positive,
+    ("wallet", "currency"): _as_text,
+    ("sizing", "method"): _as_text,
+    ("sizing", "min_size"): _as_positive,
+    ("sizing", "max_percent"): _as_positive,
+    ("sizing", "max_size"): _as_positive,
+    **{("run", key): _as_names for key in KNOWN_KEYS["run"]},
+}
+
+
+def _typed(section: str, key: str, value: Any, where: str) -> Any:
+    parse = HOST_TYPES.get((section, key))
+    if parse is None:
+        return value
+    try:
+        return parse(value)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: [{section}] {key} {exc}, got {value!r}") from None
+
+
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for name, value in environ.items():
@@ -228,9 +301,11 @@ def load_settings(
             if not isinstance(body, dict):
                 raise ConfigError(f"{file}: [{section}] must be a table")
             _check_keys(section, body, str(file))
-            settings[section] = dict(body)
+            settings[section] = {k: _typed(section, k, v, str(file)) for k, v in body.items()}
     for section, body in _env_overrides(os.environ if environ is None else environ).items():
         _check_keys(section, body, "environment (BTKIT__SECTION__KEY)")
-        settings.setdefault(section, {}).update(body)
+        for key, value in body.items():
+            where = f"environment variable BTKIT__{section.upper()}__{key.upper()}"
+            settings.setdefault(section, {})[key] = _typed(section, key, value, where)
     build_config(EngineConfig(), **settings.get("engine", {}))
     return settings

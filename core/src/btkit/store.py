@@ -32,6 +32,7 @@ import attrs
 import numpy as np
 from filelock import FileLock
 
+from btkit.candle_rows import check_file_rows
 from btkit.candles import (
     TS,
     dedupe_sorted,
@@ -466,11 +467,9 @@ def import_file(
                 break
     if not isinstance(data, list):
         raise CandleDataError(f"candle file {p} must hold a JSON list of candles")
-    arr = to_array(data)
     source = f"{p.name}"
-    arr = dedupe_sorted(arr, source=source)
+    arr = check_file_rows(data, interval_ms(interval), source)  # a person's file: every row is user input
     validate(arr, source=source)
-    _check_aligned(arr, interval_ms(interval), source)
     return store.write(exchange, symbol, interval, arr, on_conflict=on_conflict)
 
 

@@ -57,6 +57,11 @@ def configure_live(args: argparse.Namespace, settings: dict[str, dict[str, Any]]
     if timeout is not None:
         live.SETTINGS.broker_timeout_seconds = float(timeout)
     if paper:
+        if broker and not name:
+            raise CliError(
+                f"[broker] {', '.join(sorted(broker))} given without [broker] name: say which broker the "
+                "options are for, or remove them"
+            )
         live.SETTINGS.broker = "paper"
         live.SETTINGS.broker_options = {}
     else:

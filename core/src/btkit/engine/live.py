@@ -31,6 +31,7 @@ from btkit.engine.instance import StrategyInstance
 from btkit.engine.run import Run
 from btkit.errors import (
     BtkitError,
+    ConfigError,
     CorruptStateError,
     OrderRejectedError,
     PersistenceError,
@@ -69,6 +70,24 @@ def use_persistence(name: str, **options: Any) -> None:
     SETTINGS.persistence_options = dict(options) if options or name != "file" else {"root": "./dump"}
 
 
+def check_factory_options(kind: str, spec: Any, options: dict[str, Any]) -> None:
+    """An option the component's factory does not take is a configuration error naming it, before
+    anything connects (a factory taking ``**options`` checks its own, e.g. binance-futures)."""
+    try:
+        params = inspect.signature(spec.factory).parameters
+    except (TypeError, ValueError):
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    known = sorted(n for n, p in params.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL)
+    unknown = sorted(set(options) - set(known) - {"expected_positions"})
+    if unknown:
+        raise ConfigError(
+            f"[{kind}] {', '.join(unknown)}: not an option of {kind} {spec.name!r}; "
+            f"its options are {', '.join(known) or '(none)'}"
+        )
+
+
 class LiveSession:
     def __init__(self) -> None:
         self.pm = get_plugin_manager()
@@ -79,6 +98,8 @@ class LiveSession:
         require_loaded(self.pm, backend_spec.dist)
         broker_spec = self.components.get("broker", Broker.selected_name(SETTINGS.broker))
         require_loaded(self.pm, broker_spec.dist)
+        check_factory_options("persistence", backend_spec, SETTINGS.persistence_options)
+        check_factory_options("broker", broker_spec, SETTINGS.broker_options)
         self.backend = backend_spec.factory(**SETTINGS.persistence_options)
         self.backend.open(exclusive=True)  # StateLockedError when another live process owns it
         try:
