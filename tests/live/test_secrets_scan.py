@@ -105,7 +105,8 @@ def test_a_redis_password_is_never_printed_logged_or_written(tmp_path: Path, ser
         extra += ["--persistence-option", f"url={url}"]
     else:
         (tmp_path / "btkit.toml").write_text(
-            f'[persistence]\nbackend = "redis"\nurl = "{url}"\n\n[broker]\napi_secret = "{API_SECRET}"\n'
+            f'[persistence]\nbackend = "redis"\nurl = "{url}"\n\n'
+            f'[broker]\nname = "binance-futures"\napi_secret = "{API_SECRET}"\n'
         )
     done = paper(tmp_path, *extra, env=env)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -27,7 +27,8 @@ from btkit.model import MINUTE_MS, Candles
 
 log = logging.getLogger("btkit.market")
 
-BACKTEST_PREFETCH = 50_000  # candles fetched ahead on a backtest cache miss
+BACKTEST_PREFETCH = 50_000  # minutes of candles fetched ahead on a backtest cache miss
+MIN_PREFETCH = 500  # candles of a higher interval fetched ahead at least
 BACKTEST_KEEP_BEHIND = 20_000  # candles kept before the requested start when a backtest segment grows
 
 
@@ -165,7 +166,10 @@ class Market:
                 seg = None
             fetch_to = stop
             if self.backtest:
-                fetch_to = max(stop, fetch_from + BACKTEST_PREFETCH * step)
+                # ahead by a span of time, not a count of candles: 50,000 15m candles would be 520
+                # days of data the run may never reach (at least MIN_PREFETCH candles of any interval)
+                ahead = max(BACKTEST_PREFETCH * MINUTE_MS, MIN_PREFETCH * step)
+                fetch_to = max(stop, fetch_from + ahead)
             fetch_to = min(fetch_to, horizon)
             if fetch_to <= fetch_from:
                 return seg

@@ -78,6 +78,40 @@ async def _fold_extremes(inst: StrategyInstance, since: int, until: int) -> None
     inst.state = attrs.evolve(inst.state, pending=attrs.evolve(row, price_best=best, price_worst=worst))
 
 
+def _next_minute(
+    t: int,
+    start: int,
+    end: int,
+    step: int,
+    instances: Sequence[StrategyInstance],
+    wake: dict[StrategyInstance, int],
+    shown: int,
+    total: int,
+) -> int:
+    """The next minute at which anything can happen, so the lockstep loop jumps over quiet minutes instead
+    of visiting each: a busy instance's next tick (``wake``), an idle one's next decision (the first frame
+    minute of a bucket it has not decided in), the next progress percent. Any doubt (a busy instance
+    without its wake-up worked out yet, per-minute listeners) is the next minute."""
+    after = t + MINUTE_MS
+    if events.has_listeners("idle_ping"):
+        return after
+    nxt = end + MINUTE_MS if t <= end else after  # past the frame end only busy instances tick
+    for inst in instances:
+        if _busy(inst):
+            when = wake.get(inst)
+            if when is None or fastpath.needs_per_candle(inst):
+                return after
+            nxt = min(nxt, when)
+        elif t < end:
+            bucket = (t // inst.interval) * inst.interval
+            candidate = bucket + inst.interval if inst.state.strategy.last_bucket == bucket else after
+            nxt = min(nxt, start + -(-(candidate - start) // step) * step)  # the frame minute at or after it
+    if total and t < end and events.has_listeners("backtest_progress"):
+        pct_at = start + -(-(shown + 1) * total // 100) * step
+        nxt = min(nxt, max(pct_at, after))
+    return max(nxt, after)
+
+
 async def run_portfolio(
     symbols: Sequence[str],
     *,
@@ -155,7 +189,7 @@ async def run_portfolio(
                         if isinstance(result, REPORTED):
                             collected[inst].append(result)
                             yield result
-            t += MINUTE_MS
+            t = _next_minute(t, start, end, step, instances, wake, shown, total)
         if events.has_listeners("backtest_progress") and not (stop is not None and stop.is_set()):
             for inst in instances:
                 await emit_progress(inst, total, total)
