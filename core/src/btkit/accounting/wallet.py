@@ -14,8 +14,10 @@ alike. The only thing stored for the wallet itself is its starting balance (live
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Iterable
+from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -214,6 +216,11 @@ class Wallet:
         self.gross: list[float] = []
         self.fees: list[float] = []
         self._closed: list[tuple[str, int, float]] = []  # (strategy, close time, pnl %)
+        # close times in order, and the exact (rational) sum of the net pnl of the trades before each:
+        # equity before a minute is a bisect, not a pass over every trade (O(n²) over a long portfolio)
+        self._times: list[int] = []
+        self._nets: list[float] = []
+        self._prefix: list[Fraction] = [Fraction(0)]
         self._spec: tuple[SizingSpec, tuple[str, ...]] | None = None
         self._custom = False
         self._live_ready = False
@@ -235,7 +242,16 @@ class Wallet:
                 self.gross.append(gross)
                 self.fees.append(fee)
                 self._closed.append((c.strategy_name, c.close_timestamp, c.pnl.pnl_percentage))
+                self._book_time(c.close_timestamp, c.pnl.pnl_cost)
             self._seen[id(inst)] = len(history)
+
+    def _book_time(self, when: int, net: float) -> None:
+        at = bisect.bisect_right(self._times, when)
+        self._times.insert(at, when)
+        self._nets.insert(at, net)
+        del self._prefix[at + 1 :]
+        for value in self._nets[at:]:  # usually just the last one: closes come in time order
+            self._prefix.append(self._prefix[-1] + Fraction(value))
 
     @property
     def realised(self) -> float:
@@ -273,9 +289,8 @@ class Wallet:
         """Cash-basis equity counting the trades closed before the minute ``when``: what sizing sees, so
         the order in which symbols tick within one minute never changes a size."""
         self.sync()
-        return self.balance + math.fsum(
-            n for n, (_s, t, _p) in zip(self.net, self._closed, strict=True) if t < when
-        )
+        # the exact sum rounded once, as math.fsum would give it
+        return self.balance + float(self._prefix[bisect.bisect_left(self._times, when)])
 
     # ------------------------------------------------------------ sizing + the funds check
     def method(self) -> tuple[SizingSpec, tuple[str, ...]]:
