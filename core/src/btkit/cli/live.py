@@ -185,6 +185,14 @@ def cmd_live(args: argparse.Namespace, *, paper: bool) -> int:
             print(
                 f"{_printable(sym)}: {len(rejected)} signal(s) rejected by risk (see the report's Risk rejections section)"
             )
+    started = [sym for sym in symbols if sym not in never_started]
+    if started:  # the money view (issue 12): persisted trades + open positions, from the persisted balance
+        from btkit.accounting.view import terminal_lines
+        from btkit.engine.accounts import live_portfolio
+
+        until = clock.current if clock is not None else None  # a replay ends at its clock, not now
+        view = live_portfolio(started, strategy=strategy, exchange=exchange, until=until)
+        print(mask("\n".join(["", *terminal_lines(view)])), flush=True)
     live.Live.shutdown()
     for h in failed:  # the first btkit error decides the exit code and the one-line message
         if isinstance(h.error, BtkitError):
