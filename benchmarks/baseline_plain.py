@@ -9,7 +9,8 @@ Same lifecycle semantics as btkit's backtest (10-lifecycle.md, 20-pnl-stats.md �
 - from the candle opening at ``t`` on, each candle ``k`` is observed at ``ts[k] + 1m`` with the VWAP of the 5
   candles ending with it: first expiry (observed − t ≥ 1440 min, or the candle opens after the frame end) at
   that VWAP, then SL by low ≤ SL at the SL price, then TP by VWAP ≥ TP at the TP price;
-- the next decision is at the first frame minute strictly after the close;
+- close, then decide, within one instant: the next decision is at the close minute itself when the strategy
+  was not asked yet in its bucket (backtest-kit's throttle), else at the next bucket;
 - pnl with 0.1 % slippage and 0.1 % fee: O = E·(1+s), C = P·(1−s), raw = (C−O)/O·100, fees = f·(1 + C/O).
 Usage: ``uv run python benchmarks/baseline_plain.py``.
 """
@@ -134,7 +135,7 @@ def run() -> dict[str, Any]:
                 "pnl_cost": pct / 100 * COST,
             }
         )
-        t = observed + MINUTE_MS  # the first frame minute strictly after the close
+        t = observed  # close, then decide, within one instant: the bucket of the close may still be unasked
     run_s = time.perf_counter() - t0
     write_trades("baseline", trades)
     return {

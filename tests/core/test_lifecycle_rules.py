@@ -366,6 +366,38 @@ def test_after_a_close_the_strategy_is_asked_at_the_close_instant_when_it_opens_
     assert [m for m, _ in out.calls][:2] == [15, next_call]
 
 
+# A 15m strategy opens at 15 (its bucket [15, 30) is used). The signal ends at minute `end` by expiry, a user
+# close, a timeout of the resting entry or a user cancel. Close, then decide, within one instant, wherever
+# the instant falls in its bucket (backtest-kit's throttle): when the bucket of `end` was not asked yet —
+# every minute of [30, 45) and 45 itself — the strategy is asked at `end`; inside [15, 30) at 30.
+@pytest.mark.parametrize("how", ["expiry", "user close", "timeout", "user cancel"])
+@pytest.mark.parametrize("end", [17, 29, 30, 31, 37, 44, 45])
+def test_a_signal_ending_anywhere_in_an_unasked_bucket_is_followed_by_that_bucket_decision(
+    how: str, end: int
+) -> None:
+    if how == "expiry":
+        signal = long(minute_estimated_time=end - 15)
+    elif how == "user close":
+        signal = long(minute_estimated_time=100)
+        btkit.listen_active_ping(
+            lambda p: btkit.commit_close_pending(p.symbol) if p.timestamp == ms(end - 1) else None
+        )
+    else:  # a resting entry that never fills on the flat candles
+        signal = long(price_open=99.5, minute_estimated_time=100)
+        if how == "timeout":
+            btkit.set_config(schedule_await_minutes=end - 15)
+        else:
+            btkit.listen_schedule_ping(
+                lambda p: btkit.commit_cancel_scheduled(p.symbol) if p.timestamp == ms(end - 1) else None
+            )
+    out = run(flat(90), {15: signal}, start=15, end=80, interval="15m")
+    ended = out.results[1]
+    reason = {"expiry": "time_expired", "user close": "closed", "timeout": "timeout", "user cancel": "user"}
+    got = getattr(ended, "close_reason", None) or ended.reason
+    assert (got, ended.close_timestamp) == (reason[how], ms(end))
+    assert [m for m, _ in out.calls][:2] == [15, end if end >= 30 else 30]
+
+
 # ---------------------------------------------------------------- user requests from result listeners
 def test_a_close_requested_by_the_opened_listener_closes_on_the_next_tick(path: str) -> None:
     """As live: ``commit_close_pending`` from a listener of the "opened" result closes the position at the

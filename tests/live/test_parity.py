@@ -34,10 +34,11 @@ def test_backtest_and_live_replay_give_identical_results(tmp_path: Path) -> None
     for s in SYMBOLS:
         actions = [r["action"] for r in backtest[s]]
         assert actions.count("closed") >= 10 and "scheduled" in actions, (s, actions)
-        assert "cancelled" in actions or s != "BTCUSDT"
         assert len(live[s]) == len(backtest[s]), (s, len(live[s]), len(backtest[s]))
         for b, lv in zip(backtest[s], live[s], strict=True):
             assert lv == b
+    # a resting entry that never filled is among them (which symbol has it depends on the decision minutes)
+    assert any(r["action"] == "cancelled" for s in SYMBOLS for r in backtest[s])
     # and the live history on disk says the same
     stats = btkit.Live.get_data("BTCUSDT", strategy="parity", exchange="sim")
     bt_stats = btkit.Backtest.get_data("BTCUSDT", strategy="parity", exchange="sim", frame="parity")

@@ -111,9 +111,9 @@ def next_tick_after_close(inst: StrategyInstance, closed_at: int, start: int, en
     """The frame timestamp the backtest ticks next once a signal ended at ``closed_at``.
 
     Close, then decide, within one instant (10-lifecycle.md §3.1): when ``closed_at`` is a frame
-    timestamp that opens an unused bucket of the strategy's interval, the decision of that bucket is taken
-    at ``closed_at`` itself (a tick there finds nothing open and decides). Otherwise the first frame
-    timestamp strictly after the close.
+    timestamp in a bucket of the strategy's interval the strategy was not asked in yet, that bucket's
+    decision is taken at ``closed_at`` itself (a tick there finds nothing open and decides). Otherwise the
+    first frame timestamp strictly after the close.
     """
     on_frame = start <= closed_at <= end and (closed_at - start) % step == 0
     if on_frame and inst.decision_due(closed_at):

@@ -299,7 +299,10 @@ class StrategyInstance:
 
     def decision_due(self, when: int) -> bool:
         """Close, then decide, within one instant (10-lifecycle.md §3.1): nothing is open or waiting and
-        ``when`` is the first instant of a bucket of the strategy's interval that was not used yet."""
+        the strategy has not been asked yet in the bucket of its interval that holds ``when``
+        (``floor(when/interval)·interval``) — backtest-kit's throttle (``_lastSignalTimestamp`` holds the
+        aligned time of the last ``getSignal`` call). A close anywhere inside a bucket whose decision was
+        skipped while a position was open is followed by that bucket's decision at the close instant."""
         st = self.state
         return (
             not self.stopping
@@ -307,23 +310,22 @@ class StrategyInstance:
             and st.pending is None
             and st.scheduled is None
             and st.strategy.intent is None
-            and when % self.interval == 0
-            and st.strategy.last_bucket != when
+            and st.strategy.last_bucket != (when // self.interval) * self.interval
         )
 
     async def decide_after_close(self, when: int) -> TickResult | None:
         """Called by every driver right after a tick at ``when`` closed a position or ended a scheduled
-        signal (TP, SL, expiry, timeout, price reject, user close/cancel): when ``when`` opens a bucket of
-        the strategy's interval, that bucket's decision is taken now, after the close — exactly what a
-        tick at ``when`` with nothing open would do — instead of one tick later. Returns the decision's
-        result, or None when no decision is due at ``when``."""
+        signal (TP, SL, expiry, timeout, price reject, user close/cancel): when the strategy was not asked
+        yet in the bucket of its interval holding ``when``, that bucket's decision is taken now, after the
+        close — exactly what a tick at ``when`` with nothing open would do — instead of one tick later.
+        Returns the decision's result, or None when no decision is due at ``when``."""
         if not self.decision_due(when):
             return None
         return await self._decide(when)
 
     def _decision_owed(self) -> bool:
-        """A restarted process finds a close stamped at a bucket's first instant and no decision taken
-        in that bucket: the decision that follows the close at that instant is still owed."""
+        """A restarted process finds a close stamped in a bucket with no decision taken in it: the decision
+        that follows the close at that instant is still owed."""
         st = self.state.strategy
         return st.last_tick is not None and self.decision_due(st.last_tick)
 
@@ -333,7 +335,7 @@ class StrategyInstance:
         Every live commit stamps its tick's minute in ``StrategyState.last_tick``; a minute after the last
         stamp had no durable effect and is ticked again. The stamped minute itself is ticked again when it
         left a broker intent in flight (retried at the same minute, as if nothing had happened), or when
-        it closed a position at a bucket's first instant and the decision due then was not written (see
+        it closed a position in a bucket not yet asked and the decision due then was not written (see
         :meth:`decide_after_close`).
         """
         st = self.state.strategy

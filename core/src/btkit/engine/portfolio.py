@@ -14,8 +14,8 @@ them, as the live runner does on a replay clock:
 - an idle instance ticks on frame timestamps only, skipping throttle buckets it has used up;
 - within one minute, instances holding a signal tick first (exits before entries, so a slot freed at
   minute t is free for an entry at minute t), then the idle ones, each group in the order given; an
-  instance whose signal ended at t decides in the second group when t opens a bucket of its interval
-  (close, then decide, within one instant).
+  instance whose signal ended at t decides in the second group when it was not asked yet in the bucket of
+  its interval holding t (close, then decide, within one instant).
 
 Every rule is the single-symbol one: with no shared limit, each symbol's results equal its own
 ``Backtest.run`` (tested).
