@@ -48,6 +48,8 @@ def test_paper_on_sqlite_selected_by_config_then_copied_to_files(tmp_path: Path)
         "paper", "--config", str(cfg), *REPLAY, "--dump-dir", str(tmp_path / "reports"), cwd=tmp_path
     )
     assert done.returncode == 0, done.stderr
+    assert not db.exists()  # a replay keeps its state apart (issue 11), in its own database per range
+    db = tmp_path / "state" / "replay" / "20240105-20240107" / "bot.sqlite3"
     with sqlite3.connect(db) as conn:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         assert tables, "no schema in the sqlite file"
@@ -79,7 +81,8 @@ def test_paper_on_redis_selected_by_environment(tmp_path: Path) -> None:
         )
         assert done.returncode == 0, done.stderr
         with server.client() as client:
-            keys = [k.decode() for k in client.keys("btkit:cli-test:*")]
+            keys = [k.decode() for k in client.keys("btkit:cli-test-replay-20240105-20240107:*")]
+            assert not client.keys("btkit:cli-test:*")  # wall-clock state untouched by the rehearsal
         assert any(":history:" in k for k in keys) and any(":signal:" in k for k in keys), keys
     finally:
         server.kill()

@@ -14,6 +14,7 @@ from btkit.cli.common import (
     DEMO,
     add_run_options,
     check_run,
+    clip_to_now,
     exchange_name,
     export_formats,
     fmt,
@@ -99,6 +100,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     exchange = exchange_name(args, settings, DEMO["exchange"])
     symbols = symbols_of(args, settings)
     start, end, frame_interval = timerange_of(args, settings, loaded)
+    end, clipped = clip_to_now(end)
     interval = run_value(args, settings, "interval", frame_interval or "1m")
     exports = export_formats(args.export)
     check_run(strategy, exchange, symbols)  # names first: an error is the only line, nothing printed before
@@ -112,6 +114,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     print(
         f"backtest {strategy} on {exchange} {', '.join(symbols)} {start:%Y-%m-%d} → {end:%Y-%m-%d} ({interval})"
     )
+    if clipped:
+        print(clipped)
     rows, reports = [], []
     risks = register_risks(settings)
     shared = has_risk(strategy, risks) or has_wallet(args, settings)

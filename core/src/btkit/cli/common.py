@@ -174,6 +174,18 @@ def timerange_of(
     return start, end, frame.interval
 
 
+def clip_to_now(end: datetime) -> tuple[datetime, str | None]:
+    """A range that spans now ends at the last closed minute (there is no data after it): the engine
+    then closes what is still open at that end. Returns the end and the line that says so, once."""
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    if end <= now:
+        return end, None
+    return now, (
+        f"the timerange ends after now: the run stops at {now:%Y-%m-%dT%H:%MZ} (the last closed candle) and "
+        "closes what is still open there at that time"
+    )
+
+
 def check_past(start: datetime, end: datetime, what: str) -> None:
     """A range a backtest can run: it must start before now (no candle exists in the future)."""
     now = datetime.now(UTC)
@@ -294,3 +306,27 @@ def export_formats(values: Sequence[str] | None) -> list[str]:
             if part not in out:
                 out.append(part)
     return out
+
+
+def check_backend_options(backend: str, options: dict[str, Any], where: str = "[persistence]") -> None:
+    """An option the backend does not take is a usage error naming the ones it does (never a TypeError)."""
+    import inspect
+
+    from btkit.plugins import collect_components, get_plugin_manager
+
+    factory = collect_components(get_plugin_manager()).get("persistence", backend).factory
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # a builtin or C callable: nothing to check against
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    accepted = [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    for key in options:
+        if key not in accepted:
+            from btkit.cli.problems import did_you_mean
+
+            raise CliError(
+                f"{where}: persistence backend {backend!r} has no option {key!r}{did_you_mean(key, accepted)} "
+                f"(its options: {', '.join(accepted) or 'none'})"
+            )

@@ -67,7 +67,8 @@ class StrategyProblems:
         self.total = 0
         self.by_message: Counter[str] = Counter()
         self.example: dict[str, str] = {}
-        self.other = 0  # errors that are not the strategy's (exchange faults, …), printed as they come
+        self.other: Counter[str] = Counter()  # not the strategy's (exchange faults, …): each kind 3 times
+        self.other_example: dict[str, str] = {}
         self.first: str | None = None
 
     def install(self) -> None:
@@ -78,10 +79,14 @@ class StrategyProblems:
             handler.addFilter(_drop_error_events)
 
     def on_error(self, event: Any) -> None:
-        text = mask(f"{event.where}: {event.error}")
+        text = mask(str(event))  # where: Type: message
         if not is_strategy_error(event.where):
-            self.other += 1
-            print(mask(f"error: {event}"), file=self.out, flush=True)
+            key = _NUMBER.sub("#", str(event))
+            self.other[key] += 1
+            self.other_example.setdefault(key, mask(str(event)))
+            if self.other[key] <= SHOWN:
+                more = " (repeats are counted, summary at the end)" if self.other[key] == SHOWN else ""
+                print(mask(f"error: {event}{more}"), file=self.out, flush=True)
             return
         self.total += 1
         key = _NUMBER.sub("#", text)
@@ -90,7 +95,7 @@ class StrategyProblems:
         if self.first is None:
             self.first = text
         if self.total <= SHOWN:
-            print(f"strategy error: {text}", file=self.out, flush=True)
+            print(f"error: {text}", file=self.out, flush=True)
             if self.debug:
                 tb = "".join(traceback.format_exception(event.error)).rstrip()
                 print(mask(tb), file=self.out, flush=True)
@@ -108,11 +113,14 @@ class StrategyProblems:
 
     def summary(self) -> list[str]:
         """Lines for stderr at the end of the run: one per distinct message with its count."""
-        if not self.total:
-            return []
-        lines = [f"strategy errors: {self.total} ({len(self.by_message)} distinct)"]
-        for key, n in self.by_message.most_common():
-            lines.append(f"  {n:>6} × {self.example[key]}")
+        lines = [
+            f"error repeated {n} times: {self.other_example[key]}" for key, n in self.other.items() if n > SHOWN
+        ]
+        if 0 < self.total <= SHOWN:
+            lines.append(f"strategy errors: {self.total} (shown above)")
+        elif self.total:
+            lines.append(f"strategy errors: {self.total} ({len(self.by_message)} distinct)")
+            lines += [f"  {n:>6} × {self.example[key]}" for key, n in self.by_message.most_common()]
         return lines
 
     def verdict(self, calls: int) -> None:
