@@ -64,7 +64,8 @@ def test_paper_on_sqlite_selected_by_config_then_copied_to_files(tmp_path: Path)
     )  # fmt: skip
     assert copied.returncode == 0, copied.stderr
     assert int(copied.stdout.split()[1]) >= 6  # signal/schedule/strategy/history … of two symbols
-    report = btkit("report", "--dump-dir", str(tmp_path / "files"), cwd=tmp_path)
+    # run where no btkit.toml selects sqlite, so the report reads the copied files
+    report = btkit("report", "--dump-dir", str(tmp_path / "files"), cwd=tmp_path / "files")
     assert report.returncode == 0, report.stderr
     assert closed_in_history(report.stdout) == closed  # the same history, read from the file backend
 

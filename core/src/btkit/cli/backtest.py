@@ -28,7 +28,7 @@ from btkit.cli.common import (
     symbols_of,
     timerange_of,
 )
-from btkit.cli.problems import StrategyProblems
+from btkit.cli.problems import StrategyProblems, ends_backtest
 
 
 class _Progress:
@@ -104,7 +104,9 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     interval = run_value(args, settings, "interval", frame_interval or "1m")
     exports = export_formats(args.export)
     check_run(strategy, exchange, symbols)  # names first: an error is the only line, nothing printed before
-    problems = StrategyProblems(strict=args.strict, debug=bool(getattr(args, "debug", False)))
+    problems = StrategyProblems(
+        strict=args.strict, debug=bool(getattr(args, "debug", False)), raised=ends_backtest
+    )
     problems.install()
     frame = f"{start:%Y%m%d}-{end:%Y%m%d}"
     btkit.add_frame(frame, start, end - timedelta(minutes=1), interval=interval)

@@ -13,7 +13,6 @@ from typing import Any
 from btkit.cli import replay as rehearsal
 from btkit.cli.common import (
     DEMO,
-    EXIT_FAILED,
     CliError,
     add_run_options,
     check_backend_options,
@@ -27,7 +26,7 @@ from btkit.cli.common import (
     strategy_of,
     symbols_of,
 )
-from btkit.cli.problems import RiskProblems, StrategyProblems
+from btkit.cli.problems import RiskProblems, StrategyProblems, ends_live_run
 from btkit.context import iso
 from btkit.errors import BtkitError
 from btkit.secrets import mask, mask_options, register_option_secrets
@@ -94,7 +93,9 @@ def cmd_live(args: argparse.Namespace, *, paper: bool) -> int:
         rehearsal.check_state(live.SETTINGS, strategy, symbols, *replay, fresh=args.fresh)
         clock = btkit.ReplayClock(replay[0], end=replay[1], speed=args.speed)
     mode = "paper" if paper else "live"
-    problems = StrategyProblems(strict=args.strict, debug=bool(getattr(args, "debug", False)))
+    problems = StrategyProblems(
+        strict=args.strict, debug=bool(getattr(args, "debug", False)), raised=ends_live_run
+    )
     risk_lines = RiskProblems()
 
     def show(result: Any) -> None:
@@ -197,7 +198,10 @@ def cmd_live(args: argparse.Namespace, *, paper: bool) -> int:
     for h in failed:  # the first btkit error decides the exit code and the one-line message
         if isinstance(h.error, BtkitError):
             raise h.error
-    return EXIT_FAILED if failed else 0
+    if failed:  # any other error: still the one line, naming the run it ended
+        err = failed[0].error
+        raise BtkitError(f"live run on {_printable(failed[0].instance.symbol)} failed: {type(err).__name__}: {err}")
+    return 0
 
 
 def register(sub: Any) -> None:

@@ -16,7 +16,7 @@ import re
 import sys
 import traceback
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, TextIO
 
 from btkit.context import iso
@@ -53,6 +53,16 @@ def is_strategy_error(where: str) -> bool:
     return where.startswith(("get_signal of ", "strategy "))
 
 
+def ends_backtest(event: Any) -> bool:
+    """The error a backtest ends with (the engine reports it, then raises it)."""
+    return str(event.where).startswith(("backtest ", "portfolio backtest "))
+
+
+def ends_live_run(event: Any) -> bool:
+    """A fatal error that ends one live run (``live <strategy> on <symbol>``, start-up refusals)."""
+    return bool(event.fatal) and str(event.where).startswith("live ")
+
+
 def _drop_error_events(record: logging.LogRecord) -> bool:
     return not getattr(record, "btkit_error_event", False)
 
@@ -60,8 +70,16 @@ def _drop_error_events(record: logging.LogRecord) -> bool:
 class StrategyProblems:
     """Listens to ``listen_error`` for one CLI run; see the module docstring."""
 
-    def __init__(self, *, strict: bool = False, debug: bool = False, out: TextIO | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        strict: bool = False,
+        debug: bool = False,
+        out: TextIO | None = None,
+        raised: Callable[[Any], bool] = lambda event: False,
+    ) -> None:
         self.strict = strict
+        self.raised = raised  # events the run raises at its end: that one line is printed by main, once
         self.debug = debug
         self.out = out or sys.stderr
         self.total = 0
@@ -79,6 +97,8 @@ class StrategyProblems:
             handler.addFilter(_drop_error_events)
 
     def on_error(self, event: Any) -> None:
+        if self.raised(event):
+            return
         text = mask(str(event))  # where: Type: message
         if not is_strategy_error(event.where):
             key = _NUMBER.sub("#", str(event))
