@@ -289,3 +289,22 @@ def test_a_graceful_stop_with_nothing_open_is_quick(tmp_path: Path) -> None:
     assert "nothing is open: stopping now" in err or "open position on BTCUSDT" in err, err
     if "nothing is open" in err:
         assert took < 5.0, took  # not the next minute boundary (18–23 s before)
+
+
+def test_every_option_of_every_command_has_help() -> None:
+    import argparse
+
+    from btkit.cli import build_parser
+
+    missing = []
+
+    def walk(parser: argparse.ArgumentParser, path: str) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, f"{path} {name}")
+            elif not isinstance(action, argparse._HelpAction) and not action.help:
+                missing.append(f"{path} {'/'.join(action.option_strings) or action.dest}")
+
+    walk(build_parser(), "btkit")
+    assert missing == []

@@ -410,7 +410,7 @@ class LiveHandle:
                         await run.report(exc, where, fatal=True)
                         break
                     except Exception as exc:
-                        await run.report(exc, f"{where}: decision at {when} failed; retrying next minute")
+                        await run.report(exc, f"{where}: decision at {iso(when)} failed; retrying next minute")
                         continue
                     if decided is not None:
                         result = decided
