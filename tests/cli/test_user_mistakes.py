@@ -239,6 +239,11 @@ def test_hints_are_commands_that_work(tmp_path: Path) -> None:
     parsed = build_parser().parse_args(argv)  # every required option is there (argparse would exit 2)
     first, last = parsed.timerange.split("-")  # the whole backtest window, its warm-up included
     assert first <= "20240101" and last >= "20240102" and parsed.symbol == ["BTCUSDT"]
+    pasted = btkit(tmp_path, *argv, "--data-dir", "empty")  # the hint, pasted (sim serves it offline)
+    assert pasted.returncode == 0, pasted.stderr
+    assert re.search(rf"store now covers {ISO_MINUTE} → {ISO_MINUTE}", pasted.stdout), pasted.stdout
+    again = btkit(tmp_path, "backtest", "--offline", "--data-dir", "empty", *DAY)
+    assert again.returncode == 0, again.stderr  # the command it named made the backtest work
 
     out = btkit(tmp_path, "backtest", "--strategy", "dca", *DAY, env={"BTKIT_DISABLE_PLUGINS": "btkit-strategy-dca"})
     line = one_error_line(out, 2, "pip install ./contrib/btkit-strategy-dca")

@@ -274,7 +274,9 @@ def add_run_options(sp: argparse.ArgumentParser) -> None:
         help="position sizing NAME[:ARG]: fixed[:100], percent:10, risk:2, kelly[:0.25], atr:2[:2]",
     )
     sp.add_argument(
-        "--strict", action="store_true", help="stop with exit 1 at the first strategy error or invalid signal"
+        "--strict",
+        action="store_true",
+        help="any strategy error or invalid signal fails the run (exit 1; a live run stops at the first)",
     )
     add_debug(sp)
 
