@@ -48,6 +48,8 @@ def test_paper_on_sqlite_selected_by_config_then_copied_to_files(tmp_path: Path)
         "paper", "--config", str(cfg), *REPLAY, "--dump-dir", str(tmp_path / "reports"), cwd=tmp_path
     )
     assert done.returncode == 0, done.stderr
+    assert not db.exists()  # a replay keeps its state apart (issue 11), in its own database per range
+    db = tmp_path / "state" / "replay" / "20240105-20240107" / "bot.sqlite3"
     with sqlite3.connect(db) as conn:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         assert tables, "no schema in the sqlite file"
@@ -62,7 +64,8 @@ def test_paper_on_sqlite_selected_by_config_then_copied_to_files(tmp_path: Path)
     )  # fmt: skip
     assert copied.returncode == 0, copied.stderr
     assert int(copied.stdout.split()[1]) >= 6  # signal/schedule/strategy/history … of two symbols
-    report = btkit("report", "--dump-dir", str(tmp_path / "files"), cwd=tmp_path)
+    # run where no btkit.toml selects sqlite, so the report reads the copied files
+    report = btkit("report", "--dump-dir", str(tmp_path / "files"), cwd=tmp_path / "files")
     assert report.returncode == 0, report.stderr
     assert closed_in_history(report.stdout) == closed  # the same history, read from the file backend
 
@@ -79,7 +82,8 @@ def test_paper_on_redis_selected_by_environment(tmp_path: Path) -> None:
         )
         assert done.returncode == 0, done.stderr
         with server.client() as client:
-            keys = [k.decode() for k in client.keys("btkit:cli-test:*")]
+            keys = [k.decode() for k in client.keys("btkit:cli-test-replay-20240105-20240107:*")]
+            assert not client.keys("btkit:cli-test:*")  # wall-clock state untouched by the rehearsal
         assert any(":history:" in k for k in keys) and any(":signal:" in k for k in keys), keys
     finally:
         server.kill()

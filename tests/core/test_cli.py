@@ -179,7 +179,9 @@ def test_run_dump_dir_from_btkit_toml_holds_backtest_reports_and_live_state(tmp_
     assert list((tmp_path / "bot" / "backtest").glob("*.md")) and list(
         (tmp_path / "bot" / "live").glob("*.md")
     )
-    assert (tmp_path / "bot" / "strategy").is_dir()  # the live state went there as well
+    # the live state went there as well, the replay's apart from wall-clock state (issue 11)
+    assert (tmp_path / "bot" / "replay" / "20240101-20240102" / "strategy").is_dir()
+    assert not (tmp_path / "bot" / "strategy").exists()
     assert not (tmp_path / "dump").exists()
 
 

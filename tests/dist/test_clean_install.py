@@ -87,7 +87,7 @@ def test_plugins_from_wheels_load_and_a_sqlite_replay_runs(venv: Venv, built: Bu
     paper.mkdir()
     out = venv.btkit(*PAPER, cwd=paper)
     assert out.returncode == 0, out.stderr
-    db = paper / "dump" / "btkit.sqlite3"
+    db = paper / "dump" / "replay" / "20240101-20240103" / "btkit.sqlite3"  # a replay's own state
     assert db.is_file()
     with sqlite3.connect(db) as con:  # the state really went into SQLite
         tables = {r[0] for r in con.execute("select name from sqlite_master where type='table'")}

@@ -18,6 +18,8 @@ from btkit.persist.state import BackendStore
 from btkit.plugins import get_plugin_manager
 
 HANG_GUARD_S = 120  # only against a hang: every run here ends in a few seconds
+# a replay keeps its state apart, per range (issue 11): ``paper()`` below replays from 2024-02-01 10:00 on
+REPLAY_STATE = Path("replay") / "20240201T1000-open"
 
 
 def paper(dump: Path, *extra: str, start: str = "202402011000") -> list[str]:
@@ -118,14 +120,14 @@ def test_a_second_live_process_on_the_same_dump_dir_exits_3_and_touches_nothing(
     first = Running(paper(dump, "--speed", "600"), tmp_path)
     try:
         first.wait_for(lambda line: line.startswith("paper:"))
-        while not (dump / "strategy" / "smacross" / "BTCUSDT.json").exists():
+        while not (dump / REPLAY_STATE / "strategy" / "smacross" / "BTCUSDT.json").exists():
             threading.Event().wait(0.05)
         os.kill(first.proc.pid, signal.SIGSTOP)  # freeze the owner so the directory holds still
         try:
             wait_until_stopped(first.proc.pid)
             before = snapshot(dump)
             second = subprocess.run(
-                paper(dump, "--replay-to", "20240202"),
+                paper(dump),  # the same replay, so the same state directory
                 cwd=tmp_path,
                 capture_output=True,
                 text=True,
@@ -163,8 +165,8 @@ def test_sigint_stops_gracefully_the_open_position_runs_to_its_close_and_exit_0(
     assert trades and " closed @ " in trades[-1]
     assert sum(" opened @ " in t for t in trades) <= 1
     assert any("report:" in line for line in after)
-    assert_state_valid(dump)
-    backend = FileBackend(dump)
+    assert_state_valid(dump / REPLAY_STATE)
+    backend = FileBackend(dump / REPLAY_STATE)
     backend.open()
     try:
         assert backend.read("signal", ("smacross", "BTCUSDT")) == {"row": None, "schema_version": 1}
@@ -182,8 +184,8 @@ def test_a_second_sigint_exits_at_once_and_the_state_stays_valid(tmp_path: Path)
     code = run.finish()
     assert code == 130, (run.out, "".join(run.err))
     assert "second interrupt" in "".join(run.err)
-    assert_state_valid(dump)
-    backend = FileBackend(dump)
+    assert_state_valid(dump / REPLAY_STATE)
+    backend = FileBackend(dump / REPLAY_STATE)
     backend.open()
     try:  # the open position is still on disk: a restart resumes it
         row = backend.read("signal", ("smacross", "BTCUSDT"))

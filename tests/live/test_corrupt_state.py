@@ -276,8 +276,9 @@ def test_a_corrupt_risk_document_refuses_the_strategies_of_that_profile(tmp_path
 
 def test_btkit_paper_exits_4_on_corrupt_state(tmp_path: Path) -> None:
     dump = tmp_path / "dump"
-    (dump / "strategy" / "smacross").mkdir(parents=True)
-    bad = dump / "strategy" / "smacross" / "BTCUSDT.json"
+    state = dump / "replay" / "20240201-20240202"  # the replay's own state (issue 11)
+    (state / "strategy" / "smacross").mkdir(parents=True)
+    bad = state / "strategy" / "smacross" / "BTCUSDT.json"
     bad.write_text('{"schema_version": 1, "paused": "maybe"')
     cmd = [
         sys.executable,
@@ -296,7 +297,7 @@ def test_btkit_paper_exits_4_on_corrupt_state(tmp_path: Path) -> None:
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("btkit: error:") and "quarantine" in last and "BTCUSDT" in last
     assert not bad.exists()
-    assert list((dump / "quarantine").rglob("BTCUSDT*.json"))
+    assert list((state / "quarantine").rglob("BTCUSDT*.json"))
 
 
 def test_history_is_validated_before_it_is_written(tmp_path: Path) -> None:

@@ -84,7 +84,7 @@ def leaks(tmp_path: Path, done: subprocess.CompletedProcess[str], port: int, bot
                 found.append(str(path))
     client = redis.Redis(port=port, password=PASSWORD)
     try:
-        for key in client.scan_iter(match=f"btkit:{bot}:*"):
+        for key in client.scan_iter(match=f"btkit:{bot}*"):
             value = client.get(key) if client.type(key) == b"string" else b""
             if PASSWORD.encode() in (value or b"") or PASSWORD.encode() in key:
                 found.append(f"redis {key!r}")

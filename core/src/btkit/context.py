@@ -53,6 +53,14 @@ def ms_to_datetime(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
+def iso(ms: int | float | None) -> str:
+    """A time a person reads: ISO-8601 UTC to the minute (``2024-01-03T00:00Z``); seconds when not whole."""
+    if ms is None:
+        return "-"
+    when = datetime.fromtimestamp(ms / 1000, tz=UTC)
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ" if when.second or when.microsecond else "%Y-%m-%dT%H:%MZ")
+
+
 def datetime_to_ms(value: datetime) -> int:
     if value.tzinfo is None:
         raise BtkitError(f"datetime {value} has no timezone; pass a tz-aware datetime (UTC)")

@@ -304,6 +304,13 @@ class _Result:
     current_price: float
     signal: SignalView | None = None
 
+    @property
+    def time_iso(self) -> str:
+        """``timestamp`` as a person reads it: ISO-8601 UTC (``2024-02-01T10:45Z``)."""
+        from btkit.context import iso
+
+        return iso(self.timestamp)
+
 
 @attrs.frozen(slots=True, kw_only=True)
 class Idle(_Result):

@@ -303,7 +303,7 @@ class Components:
         table = self.by_kind[kind]
         if name in table:
             return table[name]
-        hint = _missing_hint(kind, name)
+        hint = _missing_hint(kind, name, sorted(table))
         if self.failed:
             broken = "; ".join(f"{r.dist} {_outcome(r)} ({r.error})" for r in self.failed)
             hint += f"; note: plugin {broken}"
@@ -324,7 +324,25 @@ def _outcome(record: PluginRecord) -> str:
     return "was refused" if record.status == "refused" else "failed to load"
 
 
-def _missing_hint(kind: str, name: str) -> str:
+# strategies of this repository's contrib/ packages (not published on an index): how to install them
+CONTRIB_STRATEGIES = {
+    "dca": "btkit-strategy-dca",
+    "dca-ladder": "btkit-strategy-dca",
+    "partials": "btkit-strategy-partials",
+    "partials-trailing": "btkit-strategy-partials",
+    "rsi-bb": "btkit-strategy-rsi-bb",
+}
+
+
+def _nearest(name: str, known: list[str]) -> str:
+    import difflib
+
+    near = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    return f"; did you mean {near[0]}?" if near else ""
+
+
+def _missing_hint(kind: str, name: str, known: list[str] | tuple[str, ...] = ()) -> str:
+    known = list(known)
     if kind == "persistence":
         try:
             from btkit.persist.select import missing_backend_message
@@ -332,12 +350,23 @@ def _missing_hint(kind: str, name: str) -> str:
             return "; " + missing_backend_message(name)
         except ImportError:  # pragma: no cover
             return ""
-    if kind in ("exchange", "broker") and name.startswith(("ccxt:", "binance")):
-        package = "btkit-binance-futures" if name.startswith("binance") else "btkit-ccxt"
-        return f"; pip install {package}"
+    if kind in ("exchange", "broker") and name.startswith("ccxt:"):
+        ccxt = [n for n in known if n.startswith("ccxt:")]
+        if ccxt:  # btkit-ccxt is installed: the id is what is wrong
+            return f"; ccxt has no exchange id {name[5:]!r}{_nearest(name, ccxt)}"
+        return "; pip install btkit-ccxt"
+    if kind in ("exchange", "broker") and name.startswith("binance") and not any(
+        n.startswith("binance") for n in known
+    ):
+        return "; pip install btkit-binance-futures"
+    if kind == "strategy" and name in CONTRIB_STRATEGIES:
+        dist = CONTRIB_STRATEGIES[name]
+        return f"; it ships in this repository: pip install ./contrib/{dist} (from a clone of btkit)"
     if kind == "strategy":
-        return "; install its package or call btkit.add_strategy first (CLI: --strategy-file FILE.py)"
-    return ""
+        near = _nearest(name, known)
+        how = "install its package or call btkit.add_strategy first (CLI: --strategy-file FILE.py)"
+        return f"{near} or {how}" if near else f"; {how}"
+    return _nearest(name, known)
 
 
 def collect_components(pm: PluginManager) -> Components:

@@ -44,6 +44,7 @@ from btkit.candles import (
     validate,
 )
 from btkit.components import ExchangeSpec, interval_ms
+from btkit.context import iso
 from btkit.errors import CandleDataError, PersistenceError
 from btkit.persist.keys import decode_part, encode_part
 
@@ -61,7 +62,20 @@ GapPolicy = Literal["reject", "fill"]
 
 
 def _fmt(ms: int | float) -> str:
-    return f"{int(ms)} ({datetime.fromtimestamp(ms / 1000, tz=UTC).strftime('%Y-%m-%d %H:%M UTC')})"
+    return iso(ms)
+
+
+def download_hint(source: str, symbol: str, interval: str, start_ms: int, end_ms: int) -> str:
+    """A ``btkit data download`` command that works when pasted: whole UTC days covering the window."""
+    day = 86_400_000
+    first = datetime.fromtimestamp((start_ms // day) * day / 1000, tz=UTC)
+    last = datetime.fromtimestamp((-(-end_ms // day)) * day / 1000, tz=UTC)
+    if last <= first:
+        last = datetime.fromtimestamp(first.timestamp() + 86_400, tz=UTC)
+    return (
+        f"btkit data download --exchange {source} --symbol {symbol} --interval {interval} "
+        f"--timerange {first:%Y%m%d}-{last:%Y%m%d}"
+    )
 
 
 def _enc(kind: str, value: str) -> str:
@@ -500,7 +514,7 @@ class _StoreExchange:
             also = "" if interval == "1m" else " or 1m"
             raise CandleDataError(
                 f"store {self.source!r} has no {interval}{also} candles for {symbol} under "
-                f"{self.store.root}; run `btkit data download --exchange {self.source} --symbol {symbol}`"
+                f"{self.store.root}; run `{download_hint(self.source, symbol, '1m', start, start + limit * step)}`"
             )
         base_step = interval_ms(base)
         end = start + limit * step
@@ -523,7 +537,8 @@ class _StoreExchange:
         last_stored = int(ts[-1]) if len(ts) else None
         if last_stored is None:
             raise CandleDataError(
-                f"store {self.source!r} has no {base} candles for {symbol}; run `btkit data download` first"
+                f"store {self.source!r} has no {base} candles for {symbol}; "
+                f"run `{download_hint(self.source, symbol, base, start, end)}`"
             )
         if last_stored < start:
             return full[:0]  # past the end of the stored data: nothing more, like an exchange at "now"
@@ -537,7 +552,7 @@ class _StoreExchange:
         hint = " or use gaps='fill' to forward-fill them" if self.gaps == "reject" else ""
         raise CandleDataError(
             f"store {self.source!r} {symbol} {base}: missing candle at {_fmt(first_missing)}; "
-            f"run `btkit data download` for that range{hint}"
+            f"run `{download_hint(self.source, symbol, base, first_missing, end)}`{hint}"
         )
 
     @staticmethod

@@ -13,17 +13,22 @@ import attrs
 from btkit.cli.common import (
     DEMO,
     add_run_options,
+    check_run,
+    clip_to_now,
     exchange_name,
+    export_formats,
     fmt,
     has_risk,
     has_wallet,
     load_strategy_files,
-    parse_timerange,
     register_risks,
     run_value,
     settings_for,
+    strategy_of,
     symbols_of,
+    timerange_of,
 )
+from btkit.cli.problems import StrategyProblems, ends_backtest
 
 
 class _Progress:
@@ -85,16 +90,24 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     import btkit
     from btkit.accounting.view import terminal_lines
     from btkit.engine.accounts import backtest_portfolio
+    from btkit.engine.instance import GET_SIGNAL_CALLS
     from btkit.market import wall_clock_ms
     from btkit.report import dump_portfolio_report, export_trades, report_filename
 
     settings = settings_for(args)
-    load_strategy_files(args, settings)
-    strategy = run_value(args, settings, "strategy", DEMO["strategy"])
+    loaded = load_strategy_files(args, settings)
+    strategy = strategy_of(args, settings, loaded, DEMO["strategy"])
     exchange = exchange_name(args, settings, DEMO["exchange"])
     symbols = symbols_of(args, settings)
-    start, end = parse_timerange(run_value(args, settings, "timerange", DEMO["timerange"]))
-    interval = run_value(args, settings, "interval", "1m")
+    start, end, frame_interval = timerange_of(args, settings, loaded)
+    end, clipped = clip_to_now(end)
+    interval = run_value(args, settings, "interval", frame_interval or "1m")
+    exports = export_formats(args.export)
+    check_run(strategy, exchange, symbols)  # names first: an error is the only line, nothing printed before
+    problems = StrategyProblems(
+        strict=args.strict, debug=bool(getattr(args, "debug", False)), raised=ends_backtest
+    )
+    problems.install()
     frame = f"{start:%Y%m%d}-{end:%Y%m%d}"
     btkit.add_frame(frame, start, end - timedelta(minutes=1), interval=interval)
     dump_dir = Path(args.dump_dir or "./dump") / "backtest"
@@ -103,6 +116,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     print(
         f"backtest {strategy} on {exchange} {', '.join(symbols)} {start:%Y-%m-%d} → {end:%Y-%m-%d} ({interval})"
     )
+    if clipped:
+        print(clipped)
     rows, reports = [], []
     risks = register_risks(settings)
     shared = has_risk(strategy, risks) or has_wallet(args, settings)
@@ -114,22 +129,28 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         for _ in btkit.Backtest.run_portfolio(
             symbols, strategy=strategy, exchange=exchange, frame=frame, risks=risks
         ):
-            pass
+            if problems.fatal:
+                break
     else:
         for symbol in symbols:
             for _ in btkit.Backtest.run(
                 symbol, strategy=strategy, exchange=exchange, frame=frame, risks=risks
             ):
-                pass
+                if problems.fatal:
+                    break
+            if problems.fatal:
+                break
+    problems.verdict(GET_SIGNAL_CALLS[strategy])  # no report of a run that could not evaluate the strategy
     for symbol in symbols:
         stats = btkit.Backtest.get_data(symbol, strategy=strategy, exchange=exchange, frame=frame)
         rows.append((symbol, stats))
         reports.append(
             btkit.Backtest.dump(symbol, strategy=strategy, exchange=exchange, frame=frame, path=dump_dir)
         )
-        if args.export:
-            target = reports[-1].with_suffix(f".{args.export}")
-            export_trades(stats.closed, target, args.export)
+        report = reports[-1]
+        for kind in exports:
+            target = report.with_suffix(f".{kind}")
+            export_trades(stats.closed, target, kind)
             reports.append(target)
     print(_summary(rows))
     view = backtest_portfolio(symbols, strategy=strategy, exchange=exchange, frame=frame)  # money (issue 12)
@@ -148,5 +169,10 @@ def register(sub: Any) -> None:
     add_run_options(bt)
     bt.add_argument("--timerange", help="YYYYMMDD-YYYYMMDD, end exclusive (default: 20240101-20240301)")
     bt.add_argument("--interval", help="frame interval (default: 1m)")
-    bt.add_argument("--export", choices=("csv", "json"), help="also export the trades")
+    bt.add_argument(
+        "--export",
+        action="append",
+        metavar="csv|json",
+        help="also export the trades: csv, json, csv,json (repeatable)",
+    )
     bt.set_defaults(func=cmd_backtest)

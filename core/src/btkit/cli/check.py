@@ -18,12 +18,15 @@ from btkit.cli.common import (
     DEMO,
     CliError,
     add_run_options,
+    check_run,
+    clip_to_now,
     exchange_name,
     load_strategy_files,
-    parse_timerange,
     run_value,
     settings_for,
+    strategy_of,
     symbols_of,
+    timerange_of,
 )
 
 CHECK_DEMO = "smacross-array"  # the demo in the array form: what every check can look at
@@ -33,12 +36,14 @@ def _setup(args: argparse.Namespace) -> tuple[str, str, list[str], str]:
     import btkit
 
     settings = settings_for(args)
-    load_strategy_files(args, settings)
-    strategy = run_value(args, settings, "strategy", CHECK_DEMO)
+    loaded = load_strategy_files(args, settings)
+    strategy = strategy_of(args, settings, loaded, CHECK_DEMO)
     exchange = exchange_name(args, settings, DEMO["exchange"])
     symbols = symbols_of(args, settings)
-    start, end = parse_timerange(run_value(args, settings, "timerange", DEMO["timerange"]))
-    interval = run_value(args, settings, "interval", "1m")
+    start, end, frame_interval = timerange_of(args, settings, loaded)
+    end, _ = clip_to_now(end)
+    interval = run_value(args, settings, "interval", frame_interval or "1m")
+    check_run(strategy, exchange, symbols)
     frame = f"{start:%Y%m%d}-{end:%Y%m%d}"
     btkit.add_frame(frame, start, end - timedelta(minutes=1), interval=interval)
     return strategy, exchange, symbols, frame

@@ -39,6 +39,7 @@ def parse_timerange(text: str) -> tuple[datetime, datetime]:
     end = parse_day(end_s) if end_s else datetime.now(UTC)
     if end <= start:
         raise CliError(f"timerange {text!r}: the end must be after the start")
+    check_past(start, end, f"timerange {text!r}")
     return start, end
 
 
@@ -81,14 +82,26 @@ def register_risks(settings: Settings) -> tuple[str, ...]:
     return apply
 
 
-def load_strategy_files(args: argparse.Namespace, settings: Settings) -> None:
+class Loaded:
+    """What ``--strategy-file`` scripts registered while they were imported."""
+
+    def __init__(self) -> None:
+        self.files: list[str] = []
+        self.strategies: list[str] = []
+        self.frames: dict[str, Any] = {}
+
+
+def load_strategy_files(args: argparse.Namespace, settings: Settings) -> Loaded:
     """Import ``--strategy-file`` / ``[run] strategy_file`` scripts so their ``add_strategy`` calls register.
 
     A file is imported as a module (not as ``__main__``): its ``if __name__ == "__main__":`` block does
-    not run, and modules beside it can be imported.
+    not run, and modules beside it can be imported. Returns the strategies and frames the files registered.
     """
     import importlib.util
 
+    from btkit.registry import CODE
+
+    loaded = Loaded()
     files = run_value(args, settings, "strategy_file", [])
     for name in [files] if isinstance(files, str) else list(files):
         path = Path(name)
@@ -103,6 +116,7 @@ def load_strategy_files(args: argparse.Namespace, settings: Settings) -> None:
         if folder not in sys.path:  # modules next to the script import like the script's own
             sys.path.insert(0, folder)
         sys.modules[module_name] = module
+        strategies_before, frames_before = dict(CODE.strategies), dict(CODE.frames)
         try:
             spec.loader.exec_module(module)
         except Exception as exc:
@@ -110,6 +124,76 @@ def load_strategy_files(args: argparse.Namespace, settings: Settings) -> None:
             raise CliError(
                 f"strategy file {name} failed to import ({type(exc).__name__}: {exc}); fix it and run again"
             ) from exc
+        loaded.files.append(name)
+        loaded.strategies += [k for k, v in CODE.strategies.items() if strategies_before.get(k) is not v]
+        loaded.frames.update({k: v for k, v in CODE.frames.items() if frames_before.get(k) is not v})
+    return loaded
+
+
+def strategy_of(args: argparse.Namespace, settings: Settings, loaded: Loaded, default: str) -> str:
+    """``--strategy``; else the one strategy the ``--strategy-file`` registered; else the default."""
+    given = run_value(args, settings, "strategy", None)
+    if given:
+        return str(given)
+    if not loaded.files:
+        return default
+    files = ", ".join(loaded.files)
+    if len(loaded.strategies) == 1:
+        return loaded.strategies[0]
+    if loaded.strategies:
+        names = ", ".join(loaded.strategies)
+        raise CliError(f"{files} registers several strategies ({names}); pick one with --strategy NAME")
+    raise CliError(
+        f"{files} registers no strategy (no btkit.add_strategy call ran at import); add one, "
+        "or name an installed strategy with --strategy"
+    )
+
+
+def timerange_of(
+    args: argparse.Namespace, settings: Settings, loaded: Loaded
+) -> tuple[datetime, datetime, str | None]:
+    """``--timerange``; else the one ``add_frame`` of the ``--strategy-file``; else the demo's range.
+
+    Returns ``[start, end)`` and the frame's interval when the range came from a frame.
+    """
+    from datetime import timedelta
+
+    text = run_value(args, settings, "timerange", None)
+    if text or not loaded.frames:
+        start, end = parse_timerange(str(text or DEMO["timerange"]))
+        return start, end, None
+    if len(loaded.frames) > 1:
+        names = ", ".join(loaded.frames)
+        raise CliError(
+            f"{', '.join(loaded.files)} registers several frames ({names}); "
+            "choose the range with --timerange YYYYMMDD-YYYYMMDD"
+        )
+    (name, frame), = loaded.frames.items()
+    start, end = frame.start, frame.end + timedelta(minutes=1)  # a frame's end is its last candle
+    check_past(start, end, f"frame {name!r} of {', '.join(loaded.files)}")
+    return start, end, frame.interval
+
+
+def clip_to_now(end: datetime) -> tuple[datetime, str | None]:
+    """A range that spans now ends at the last closed minute (there is no data after it): the engine
+    then closes what is still open at that end. Returns the end and the line that says so, once."""
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    if end <= now:
+        return end, None
+    return now, (
+        f"the timerange ends after now: the run stops at {now:%Y-%m-%dT%H:%MZ} (the last closed candle) and "
+        "closes what is still open there at that time"
+    )
+
+
+def check_past(start: datetime, end: datetime, what: str) -> None:
+    """A range a backtest can run: it must start before now (no candle exists in the future)."""
+    now = datetime.now(UTC)
+    if start >= now:
+        raise CliError(
+            f"{what} starts {start:%Y-%m-%dT%H:%MZ}, after now ({now:%Y-%m-%dT%H:%MZ}): there are no "
+            "candles yet; choose a range in the past"
+        )
 
 
 def run_value(args: argparse.Namespace, settings: Settings, name: str, default: Any) -> Any:
@@ -189,4 +273,62 @@ def add_run_options(sp: argparse.ArgumentParser) -> None:
         "--sizing",
         help="position sizing NAME[:ARG]: fixed[:100], percent:10, risk:2, kelly[:0.25], atr:2[:2]",
     )
+    sp.add_argument(
+        "--strict",
+        action="store_true",
+        help="any strategy error or invalid signal fails the run (exit 1; a live run stops at the first)",
+    )
     add_debug(sp)
+
+
+def check_run(strategy: str, exchange: str, symbols: list[str]) -> None:
+    """Every name a run uses, checked before anything is printed or written (one line, exit 2)."""
+    from btkit.plugins import collect_components, get_plugin_manager
+
+    for symbol in symbols:
+        if not symbol.strip():
+            raise CliError(f"--symbol {symbol!r} is empty; name a symbol, e.g. --symbol BTCUSDT")
+    components = collect_components(get_plugin_manager())
+    components.get("strategy", strategy)
+    components.get("exchange", exchange)
+    if exchange == "sim":
+        from btkit.defaults.sim_exchange import check_symbols
+
+        check_symbols(symbols)
+
+
+def export_formats(values: Sequence[str] | None) -> list[str]:
+    """``--export csv --export json`` or ``--export csv,json`` → ``["csv", "json"]`` (each once)."""
+    out: list[str] = []
+    for value in values or ():
+        for part in value.split(","):
+            part = part.strip().lower()
+            if part not in ("csv", "json"):
+                raise CliError(f"--export {value!r}: use csv, json or csv,json")
+            if part not in out:
+                out.append(part)
+    return out
+
+
+def check_backend_options(backend: str, options: dict[str, Any], where: str = "[persistence]") -> None:
+    """An option the backend does not take is a usage error naming the ones it does (never a TypeError)."""
+    import inspect
+
+    from btkit.plugins import collect_components, get_plugin_manager
+
+    factory = collect_components(get_plugin_manager()).get("persistence", backend).factory
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # a builtin or C callable: nothing to check against
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    accepted = [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    for key in options:
+        if key not in accepted:
+            from btkit.cli.problems import did_you_mean
+
+            raise CliError(
+                f"{where}: persistence backend {backend!r} has no option {key!r}{did_you_mean(key, accepted)} "
+                f"(its options: {', '.join(accepted) or 'none'})"
+            )

@@ -3,30 +3,31 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import signal
 import sys
 import threading
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from btkit.cli import replay as rehearsal
 from btkit.cli.common import (
     DEMO,
-    EXIT_FAILED,
     CliError,
     add_run_options,
+    check_backend_options,
+    check_run,
     exchange_name,
     fmt,
     load_strategy_files,
-    parse_day,
     parse_options,
     register_risks,
-    run_value,
     settings_for,
+    strategy_of,
     symbols_of,
 )
+from btkit.cli.problems import RiskProblems, StrategyProblems, ends_live_run
+from btkit.context import iso
 from btkit.errors import BtkitError
 from btkit.secrets import mask, mask_options, register_option_secrets
 
@@ -48,6 +49,7 @@ def configure_live(args: argparse.Namespace, settings: dict[str, dict[str, Any]]
         options["root"] = root
     elif args.dump_dir and "path" not in options and backend == "sqlite":
         options["path"] = str(Path(args.dump_dir) / "btkit.sqlite3")
+    check_backend_options(backend, options)
     live.SETTINGS.persistence = backend
     live.SETTINGS.persistence_options = options
     register_option_secrets(options)  # a password in btkit.toml or an option is masked like an env one
@@ -79,23 +81,31 @@ def configure_live(args: argparse.Namespace, settings: dict[str, dict[str, Any]]
 def cmd_live(args: argparse.Namespace, *, paper: bool) -> int:
     import btkit
     from btkit.engine import live
+    from btkit.engine.instance import GET_SIGNAL_CALLS
 
+    replay = rehearsal.replay_range(args)  # an impossible range is a usage error before anything runs
     settings = settings_for(args)
     configure_live(args, settings, paper=paper)
     live.SETTINGS.extra_risks = register_risks(settings)
-    load_strategy_files(args, settings)
-    strategy = run_value(args, settings, "strategy", DEMO["strategy"])
+    loaded = load_strategy_files(args, settings)
+    strategy = strategy_of(args, settings, loaded, DEMO["strategy"])
     exchange = exchange_name(args, settings, DEMO["exchange"])
     symbols = symbols_of(args, settings)
+    check_run(strategy, exchange, symbols)
     clock: Any = None
-    if args.replay_from:
-        end = parse_day(args.replay_to) if args.replay_to else None
-        clock = btkit.ReplayClock(parse_day(args.replay_from), end=end, speed=args.speed)
+    if replay is not None:  # a rehearsal: its own state, never the wall-clock one (and never resumed wrongly)
+        rehearsal.apply_namespace(live.SETTINGS, rehearsal.namespace(*replay))
+        rehearsal.check_state(live.SETTINGS, strategy, symbols, *replay, fresh=args.fresh)
+        clock = btkit.ReplayClock(replay[0], end=replay[1], speed=args.speed)
     mode = "paper" if paper else "live"
+    problems = StrategyProblems(
+        strict=args.strict, debug=bool(getattr(args, "debug", False)), raised=ends_live_run
+    )
+    risk_lines = RiskProblems()
 
     def show(result: Any) -> None:
         if result.action in ("opened", "closed", "cancelled", "scheduled"):
-            when = datetime.fromtimestamp(result.timestamp / 1000, UTC).strftime("%Y-%m-%d %H:%M")
+            when = iso(result.timestamp)
             extra = ""
             if result.action == "closed":
                 extra = f" {result.close_reason} pnl {result.pnl.pnl_percentage:+.2f}%"
@@ -108,20 +118,9 @@ def cmd_live(args: argparse.Namespace, *, paper: bool) -> int:
                 flush=True,
             )
 
-    def show_risk(rejection: Any) -> None:
-        print(
-            mask(f"risk {rejection.risk_name} rejected {_printable(rejection.symbol)}: {rejection.note}"),
-            flush=True,
-        )
-
-    def show_error(event: Any) -> None:
-        print(mask(f"error: {event}"), file=sys.stderr, flush=True)
-
     btkit.listen_signal_live(show)
-    btkit.listen_risk(show_risk)
-    btkit.listen_error(show_error)
-    for handler in logging.getLogger().handlers:  # show_error prints each error event once; not the log too
-        handler.addFilter(lambda record: not getattr(record, "btkit_error_event", False))
+    btkit.listen_risk(risk_lines)  # with the time; repeats counted
+    problems.install()  # each error event printed once (strategy errors collapsed); not the log line too
     dump_dir = Path(args.dump_dir or "./dump") / "live"
     from btkit.persist.paths import check_paths, live_run_paths
 
@@ -156,11 +155,20 @@ def cmd_live(args: argparse.Namespace, *, paper: bool) -> int:
             os._exit(130)
         if interrupts["n"] > 1:  # a repeated SIGTERM: already stopping
             return
+        held = [_printable(h.instance.symbol) for h in handles if h.instance.state.pending is not None]
+        resting = [_printable(h.instance.symbol) for h in handles if h.instance.state.scheduled is not None]
+        why = "nothing is open: stopping now"
+        if held or resting:
+            why = "; ".join(
+                part
+                for part in (
+                    held and f"open position on {', '.join(held)} monitored until it closes (TP/SL/expiry)",
+                    resting and f"resting entry on {', '.join(resting)} cancelled at the next minute",
+                )
+                if part
+            )
         print(
-            "stopping gracefully: no new signals; open positions are monitored until they close "
-            "(Ctrl-C again to exit now)",
-            file=sys.stderr,
-            flush=True,
+            f"stopping gracefully: no new signals; {why} (Ctrl-C again to exit now)", file=sys.stderr, flush=True
         )
         for h in handles:
             h.stop()
@@ -169,7 +177,10 @@ def cmd_live(args: argparse.Namespace, *, paper: bool) -> int:
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
     while not all(h.join(0.5) for h in handles):
-        pass
+        if problems.fatal and not interrupts["n"]:  # --strict: the first strategy error stops the run
+            interrupts["n"] += 1
+            for h in handles:
+                h.stop()
     failed = [h for h in handles if h.error is not None]
     never_started = {h.instance.symbol for h in failed if not h.event_list}
     for sym in symbols:
@@ -194,10 +205,16 @@ def cmd_live(args: argparse.Namespace, *, paper: bool) -> int:
         view = live_portfolio(started, strategy=strategy, exchange=exchange, until=until)
         print(mask("\n".join(["", *terminal_lines(view)])), flush=True)
     live.Live.shutdown()
+    for line in risk_lines.summary():
+        print(line)
+    problems.verdict(GET_SIGNAL_CALLS[strategy])
     for h in failed:  # the first btkit error decides the exit code and the one-line message
         if isinstance(h.error, BtkitError):
             raise h.error
-    return EXIT_FAILED if failed else 0
+    if failed:  # any other error: still the one line, naming the run it ended
+        err = failed[0].error
+        raise BtkitError(f"live run on {_printable(failed[0].instance.symbol)} failed: {type(err).__name__}: {err}")
+    return 0
 
 
 def register(sub: Any) -> None:
@@ -215,4 +232,7 @@ def register(sub: Any) -> None:
         )
         sp.add_argument("--replay-to", help="end of the replay (YYYYMMDD); default: run on")
         sp.add_argument("--speed", type=float, help="replay speed (600 = 10 simulated minutes per second)")
+        sp.add_argument(
+            "--fresh", action="store_true", help="start the replay's own state over (only with --replay-from)"
+        )
         sp.set_defaults(func=lambda a, paper=paper: cmd_live(a, paper=paper), broker=None)

@@ -8,11 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from btkit.cli.common import (
+    CliError,
     add_debug,
     fmt,
     settings_for,
 )
 from btkit.cli.live import configure_live
+from btkit.secrets import mask_options
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -24,6 +26,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     from btkit.stats import compute_statistics
 
     settings = settings_for(args)
+    state = Path(args.dump_dir or "./dump")
+    if args.dump_dir is not None and not state.is_dir():  # reading state must never create folders
+        raise CliError(f"--dump-dir {args.dump_dir} does not exist; pass the folder btkit paper/live wrote")
     configure_live(args, settings, paper=True)
     pm = get_plugin_manager()
     spec = collect_components(pm).get("persistence", live.SETTINGS.persistence)
@@ -56,17 +61,22 @@ def cmd_report(args: argparse.Namespace) -> int:
             written += 1
     finally:
         backend.close()
-    if not written:
-        print("no live history found; run btkit paper or btkit live first")
+    if not written:  # nothing rendered is not a success
+        from btkit.errors import BtkitError
+
+        raise BtkitError(
+            f"no live history in {live.SETTINGS.persistence} {mask_options(live.SETTINGS.persistence_options)}; "
+            "run btkit paper or btkit live first (a replay's history is under <dump-dir>/replay/<range>)"
+        )
     return 0
 
 
 def register(sub: Any) -> None:
     rp = sub.add_parser("report", help="render reports from live state")
-    rp.add_argument("--config")
-    rp.add_argument("--dump-dir")
-    rp.add_argument("--persistence")
-    rp.add_argument("--persistence-option", action="append")
+    rp.add_argument("--config", help="btkit.toml (default: ./btkit.toml when present)")
+    rp.add_argument("--dump-dir", help="the live state folder to read (default: ./dump); must exist")
+    rp.add_argument("--persistence", help="persistence backend: file (default), sqlite, redis, …")
+    rp.add_argument("--persistence-option", action="append", help="backend option key=value (repeatable)")
     rp.add_argument("--out", help="output directory (default: <dump-dir>/live)")
     add_debug(rp)
     rp.set_defaults(func=cmd_report)

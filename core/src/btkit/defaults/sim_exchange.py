@@ -39,8 +39,10 @@ from btkit.hookspecs import hookimpl
 __all__ = [
     "DEFAULT_SEED",
     "EPOCH",
+    "SYMBOLS",
     "SimExchange",
     "btkit_exchanges",
+    "check_symbols",
     "make_sim_exchange",
 ]
 
@@ -197,6 +199,39 @@ def _to_ms(since: datetime | int | float) -> int:
             raise CandleDataError(f"sim: since={since!r} must be a timezone-aware datetime (UTC)")
         return round(since.timestamp() * 1000)
     return int(since)
+
+
+#: The symbols ``sim`` offers by name (``btkit backtest --exchange sim`` refuses others). The Python API
+#: serves any name (tests use made-up symbols); every name gets its own deterministic series.
+_BASES = (
+    "BTC", "ETH", "SOL", "BNB", "XRP", "ADA", "DOGE", "AVAX", "DOT", "LINK", "MATIC", "LTC", "TRX",
+    "ATOM", "UNI", "ETC", "XLM", "NEAR", "FIL", "APT", "ARB", "OP", "INJ", "SUI", "SEI", "TIA", "AAVE",
+    "MKR", "RUNE", "ALGO",
+)
+SYMBOLS = (*(f"{base}USDT" for base in _BASES), "BTCUSD", "ETHUSD", "ETHBTC")
+
+
+def check_symbols(symbols: list[str] | tuple[str, ...], name: str = "sim") -> None:
+    """Refuse a symbol ``sim`` does not offer, with the nearest one it does (a typo must not backtest a
+    made-up series). Raises :class:`btkit.errors.ConfigError`."""
+    import difflib
+
+    from btkit.errors import ConfigError
+
+    squashed = {s.replace("USDT", "").replace("USD", ""): s for s in SYMBOLS}
+    for symbol in symbols:
+        if symbol in SYMBOLS:
+            continue
+        plain = "".join(ch for ch in symbol.upper() if ch.isalnum())
+        near = plain if plain in SYMBOLS else None
+        near = near or (difflib.get_close_matches(plain, SYMBOLS, n=1, cutoff=0.6) or [None])[0]
+        near = near or squashed.get(plain)
+        hint = f"did you mean {near}? " if near else ""
+        shown = symbol if symbol.isprintable() else symbol.encode("unicode_escape").decode("ascii")
+        raise ConfigError(
+            f"{name} has no symbol {shown!r}; {hint}it offers {', '.join(SYMBOLS[:6])}, … "
+            f"({len(SYMBOLS)} symbols, see docs/cli.md)"
+        )
 
 
 def _fmt(ms: int) -> str:

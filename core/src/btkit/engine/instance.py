@@ -12,6 +12,7 @@ import asyncio
 import inspect
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -55,6 +56,9 @@ if TYPE_CHECKING:
     from btkit.engine.run import Run
 
 log = logging.getLogger("btkit.engine")
+# get_signal calls per strategy name in this process: a host summarising strategy errors (the CLI) compares
+# them with the errors it saw, to tell "some calls failed" from "no signal could be evaluated at all"
+GET_SIGNAL_CALLS: Counter[str] = Counter()
 
 
 class StrategyInstance:
@@ -460,6 +464,7 @@ class StrategyInstance:
         )
         limit = self.cfg.max_signal_generation_seconds
         where = f"get_signal of {self.strategy.name} on {self.symbol}"
+        GET_SIGNAL_CALLS[self.strategy.name] += 1
         with entered(self.context(when)):
             started = time.monotonic()
             try:

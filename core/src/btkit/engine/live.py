@@ -25,6 +25,7 @@ import attrs
 from btkit import events
 from btkit.broker import Broker, BrokerGate
 from btkit.config import get_config
+from btkit.context import iso
 from btkit.engine.backtest import Done
 from btkit.engine.clock import ReplayClock, WallClock
 from btkit.engine.instance import StrategyInstance
@@ -309,6 +310,7 @@ class LiveHandle:
         self.event_list: collections.deque[TickResult] = collections.deque(maxlen=EVENT_LIST_MAX)
         self.error: BaseException | None = None
         self._hard_stop: asyncio.Event | None = None
+        self._wake: asyncio.Event | None = None  # a graceful stop wakes the clock wait: idle runs end at once
         self._finished = threading.Event()
         sess.handles.append(self)
         self.future = sess.submit(self._loop())
@@ -318,8 +320,11 @@ class LiveHandle:
         return self._finished.is_set()
 
     def stop(self) -> None:
-        """Graceful: no new signals; a resting entry is cancelled; an open position runs to TP/SL/expiry."""
+        """Graceful: no new signals; a resting entry is cancelled; an open position runs to TP/SL/expiry.
+        With nothing open the run ends at once, without waiting for the next minute."""
         self.instance.stop_requested = True
+        if self._wake is not None:
+            self.session.loop.call_soon_threadsafe(self._wake.set)
 
     __call__ = stop
 
@@ -328,6 +333,8 @@ class LiveHandle:
         self.instance.stop_requested = True
         if self._hard_stop is not None:
             self.session.loop.call_soon_threadsafe(self._hard_stop.set)
+        if self._wake is not None:
+            self.session.loop.call_soon_threadsafe(self._wake.set)
 
     def join(self, timeout: float | None = None) -> bool:
         return self._finished.wait(timeout)
@@ -364,6 +371,9 @@ class LiveHandle:
         inst, clock = self.instance, self.clock
         run = inst.run
         self._hard_stop = asyncio.Event()
+        self._wake = wake = asyncio.Event()
+        if inst.stop_requested:  # stopped before the loop started
+            wake.set()
         pid = clock.register()
         last: int | None = None
         where = f"live {inst.strategy.name} on {inst.symbol}"
@@ -378,9 +388,17 @@ class LiveHandle:
                     await run.report(exc, "live start-up: the broker refuses to trade", fatal=True)
                 return
             while True:
-                when = await clock.next_tick(pid, last, self._hard_stop)
-                if when is None or self._hard_stop.is_set():
+                when = await clock.next_tick(pid, last, wake)
+                if self._hard_stop.is_set():
                     break
+                if when is None:
+                    if not (wake.is_set() and wake is not self._hard_stop):
+                        break  # the replay is over
+                    st = inst.state  # a graceful stop between two ticks
+                    if st.pending is None and st.scheduled is None and st.strategy.intent is None:
+                        break  # nothing open, nothing resting: no minute to wait for
+                    wake = self._hard_stop  # an open position: keep ticking until it closes
+                    continue
                 lost = self.session.lost_ownership()
                 if lost is not None:  # another process owns the state now: stop, write nothing
                     self.error = lost
@@ -399,7 +417,7 @@ class LiveHandle:
                     await run.report(exc, where, fatal=True)
                     break
                 except Exception as exc:
-                    await run.report(exc, f"{where}: tick at {when} failed; retrying next minute")
+                    await run.report(exc, f"{where}: tick at {iso(when)} failed; retrying next minute")
                     continue
                 self.event_list.append(result)
                 if self.sink is not None and isinstance(result, (Opened, Closed, Cancelled)):
@@ -413,7 +431,7 @@ class LiveHandle:
                         await run.report(exc, where, fatal=True)
                         break
                     except Exception as exc:
-                        await run.report(exc, f"{where}: decision at {when} failed; retrying next minute")
+                        await run.report(exc, f"{where}: decision at {iso(when)} failed; retrying next minute")
                         continue
                     if decided is not None:
                         result = decided
