@@ -73,7 +73,7 @@ def test_the_same_type_rules_hold_for_the_toml_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("toml", "words"),
     [
-        ('[persistence]\nroots = "x"\n', ("roots", "path, root")),
+        ('[persistence]\nroots = "x"\n', ("roots", "did you mean root", "root, path")),
         ('[persistence]\nbackend = "file"\nroot = "d"\nfsync = true\n', ("fsync",)),
         ("[broker]\nfoo = 1\n", ("foo", "[broker] name")),
     ],

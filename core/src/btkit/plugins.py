@@ -41,7 +41,7 @@ from btkit.components import (
     RiskSpec,
     StrategySpec,
 )
-from btkit.errors import PluginError, UnknownComponentError
+from btkit.errors import ConfigError, PluginError, UnknownComponentError
 
 GROUP = hookspecs.PROJECT
 PLUGIN_API_VERSION = "1"
@@ -409,3 +409,27 @@ def require_loaded(pm: PluginManager, dist_of_component: str) -> None:
 
 
 HookCallback = Callable[..., Any]
+
+
+def check_factory_options(kind: str, spec: Any, options: Mapping[str, Any], where: str | None = None) -> None:
+    """An option a component's factory does not take is a :class:`ConfigError` naming it and the ones it
+    does, before anything is built or connects (a factory taking ``**options`` checks its own, e.g.
+    binance-futures)."""
+    import difflib
+    import inspect
+
+    try:
+        params = inspect.signature(spec.factory).parameters
+    except (TypeError, ValueError):  # a builtin or C callable: nothing to check against
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    accepted = [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    for key in options:
+        if key not in accepted and key != "expected_positions":
+            near = difflib.get_close_matches(key, accepted, n=1)
+            hint = f"; did you mean {near[0]}?" if near else ""
+            raise ConfigError(
+                f"{where or f'[{kind}]'}: {kind} {spec.name!r} has no option {key!r}{hint} "
+                f"(its options: {', '.join(accepted) or 'none'})"
+            )

@@ -312,23 +312,7 @@ def export_formats(values: Sequence[str] | None) -> list[str]:
 
 def check_backend_options(backend: str, options: dict[str, Any], where: str = "[persistence]") -> None:
     """An option the backend does not take is a usage error naming the ones it does (never a TypeError)."""
-    import inspect
+    from btkit.plugins import check_factory_options, collect_components, get_plugin_manager
 
-    from btkit.plugins import collect_components, get_plugin_manager
-
-    factory = collect_components(get_plugin_manager()).get("persistence", backend).factory
-    try:
-        params = inspect.signature(factory).parameters
-    except (TypeError, ValueError):  # a builtin or C callable: nothing to check against
-        return
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return
-    accepted = [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-    for key in options:
-        if key not in accepted:
-            from btkit.cli.problems import did_you_mean
-
-            raise CliError(
-                f"{where}: persistence backend {backend!r} has no option {key!r}{did_you_mean(key, accepted)} "
-                f"(its options: {', '.join(accepted) or 'none'})"
-            )
+    spec = collect_components(get_plugin_manager()).get("persistence", backend)
+    check_factory_options("persistence backend", spec, options, where)

@@ -32,7 +32,6 @@ from btkit.engine.instance import StrategyInstance
 from btkit.engine.run import Run
 from btkit.errors import (
     BtkitError,
-    ConfigError,
     CorruptStateError,
     OrderRejectedError,
     PersistenceError,
@@ -40,7 +39,7 @@ from btkit.errors import (
 )
 from btkit.model import Cancelled, Closed, Idle, Opened, TickResult
 from btkit.persist.state import BackendStore
-from btkit.plugins import collect_components, get_plugin_manager, require_loaded
+from btkit.plugins import check_factory_options, collect_components, get_plugin_manager, require_loaded
 from btkit.risk import RiskBook
 
 log = logging.getLogger("btkit.live")
@@ -69,24 +68,6 @@ def use_persistence(name: str, **options: Any) -> None:
         raise PersistenceError("a live session is running; choose the persistence backend before it starts")
     SETTINGS.persistence = name
     SETTINGS.persistence_options = dict(options) if options or name != "file" else {"root": "./dump"}
-
-
-def check_factory_options(kind: str, spec: Any, options: dict[str, Any]) -> None:
-    """An option the component's factory does not take is a configuration error naming it, before
-    anything connects (a factory taking ``**options`` checks its own, e.g. binance-futures)."""
-    try:
-        params = inspect.signature(spec.factory).parameters
-    except (TypeError, ValueError):
-        return
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return
-    known = sorted(n for n, p in params.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL)
-    unknown = sorted(set(options) - set(known) - {"expected_positions"})
-    if unknown:
-        raise ConfigError(
-            f"[{kind}] {', '.join(unknown)}: not an option of {kind} {spec.name!r}; "
-            f"its options are {', '.join(known) or '(none)'}"
-        )
 
 
 class LiveSession:
