@@ -320,12 +320,9 @@ class CcxtSpotBroker:
 
     @staticmethod
     def _fill_of(order: Mapping[str, Any] | None, reason: str | None = None) -> ExchangeFill | None:
-        if not order or not order.get("filled") or not order.get("average"):
-            return None
-        when = order.get("lastTradeTimestamp") or order.get("timestamp")
-        return ExchangeFill(
-            price=order["average"], time=int(when) if when else None, quantity=order["filled"], reason=reason
-        )
+        from btkit_ccxt.fills import order_fill
+
+        return order_fill(order, reason)
 
     # ================================================================ start-up
     def set_expected_positions(self, expected: Mapping[str, str | None]) -> None:
@@ -602,32 +599,15 @@ class CcxtSpotBroker:
 
     async def _exit_fill(self, client: Any, market: Mapping[str, Any], p: Any) -> ExchangeFill | None:
         """The sells after the last buy: their average price, last time and why (stop or take-profit)."""
+        from btkit_ccxt.fills import exit_fill
+
         if not client.has.get("fetchMyTrades"):
             return None
         trades = await self._read(
             f"reading trades of {market['symbol']}", lambda: client.fetch_my_trades(market["symbol"])
         )
-        sells: list[Mapping[str, Any]] = []
-        for trade in sorted(trades, key=lambda t: t.get("timestamp") or 0):
-            if trade.get("side") == "buy":
-                sells = []
-            else:
-                sells.append(trade)
-        amount = sum((_dec(t.get("amount")) for t in sells), Decimal(0))
-        if amount <= 0:
-            return None
-        price = sum((_dec(t.get("amount")) * _dec(t.get("price")) for t in sells), Decimal(0)) / amount
-        stop, take = getattr(p, "price_stop_loss", None), getattr(p, "price_take_profit", None)
-        reason = "closed"
-        if take and price >= _dec(take):
-            reason = "take_profit"
-        elif stop and price <= _dec(stop) * Decimal("1.0005"):
-            reason = "stop_loss"
-        return ExchangeFill(
-            price=float(price),
-            time=int(sells[-1].get("timestamp") or 0) or None,
-            quantity=float(amount),
-            reason=reason,
+        return exit_fill(
+            trades, "long", getattr(p, "price_stop_loss", None), getattr(p, "price_take_profit", None)
         )
 
 
