@@ -235,6 +235,7 @@ class FakeSpotExchange:
         self,
         *,
         symbols: Iterable[SpotSymbol] | None = None,
+        extra_symbols: int = 0,
         balances: Mapping[str, float | str] | None = None,
         fee_rate: float | str = "0.001",
         api_key: str = API_KEY,
@@ -243,6 +244,8 @@ class FakeSpotExchange:
         port: int = 0,
     ) -> None:
         specs = list(symbols) if symbols is not None else default_symbols()
+        for i in range(extra_symbols):  # SYM<i>USDT at 10 + i, lot step 0.1, min notional 5
+            specs.append(SpotSymbol(f"SYM{i}USDT", f"SYM{i}", 10 + i, "0.001", "0.1", "0.1", "5"))
         self.symbols: dict[str, SpotSymbol] = {s.symbol: s for s in specs}
         self.api_key, self.api_secret = api_key, api_secret
         self.fee_rate = _d(fee_rate)
@@ -259,6 +262,7 @@ class FakeSpotExchange:
         for asset, amount in (balances or {}).items():
             self._free[asset] = _d(amount)
         self._orders: dict[int, SpotOrder] = {}
+        self._scripted: dict[tuple[str, str], list[list[Any]]] = {}
         self._fills: list[Fill] = []
         self._faults: list[Fault] = []
         self._requests: list[RequestRecord] = []
@@ -329,6 +333,11 @@ class FakeSpotExchange:
             sym = self._spec(symbol).symbol
             self._prices[sym] = _d(price)
             self._match(sym)
+
+    def set_klines(self, symbol: str, interval: str, rows: Iterable[Iterable[Any]]) -> None:
+        """Serve exactly these ``(open_ms, o, h, l, c, v)`` rows for ``symbol`` / ``interval``."""
+        with self._lock:
+            self._scripted[(self._spec(symbol).symbol, interval)] = [list(r) for r in rows]
 
     def set_balance(self, asset: str, free: float | str | Decimal) -> None:
         """Give the account ``free`` of ``asset`` (e.g. a holding bought by hand)."""
@@ -580,6 +589,12 @@ class FakeSpotExchange:
         if step is None:
             raise ApiError(-1120, "Invalid interval.")
         limit = min(int(params.get("limit", 500)), 1000)
+        scripted = self._scripted.get((spec.symbol, params.get("interval", "")))
+        if scripted is not None:
+            start_ms, end_ms = int(params.get("startTime", 0)), int(params.get("endTime", 2**62))
+            kept = [r for r in scripted if start_ms <= r[0] <= end_ms]
+            chosen = kept[:limit] if "startTime" in params else kept[-limit:]
+            return [[*r[:6], r[0] + step - 1, "0", 100, "0", "0", "0"] for r in chosen]
         start = int(params.get("startTime", KLINE_START_MS))
         first = max(KLINE_START_MS, -(-start // step) * step)
         out = []

@@ -82,6 +82,10 @@ class CcxtSpotBroker:
         self._init_lock: asyncio.Lock | None = None
         self._locks: dict[str, asyncio.Lock] = {}
         self.native_stop = False
+        # one balance read shared by the checks of every symbol in the same moment (see _balances)
+        self._balance_task: asyncio.Future[Any] | None = None
+        self._balance_gen = 0  # bumped by every order the bot sends or cancels
+        self._balance_task_gen = -1
 
     # ================================================================ client and helpers
     @property
@@ -119,6 +123,13 @@ class CcxtSpotBroker:
         if self._client is not None:
             client, self._client = self._client, None
             await client.close()
+
+    async def __aenter__(self) -> CcxtSpotBroker:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        """The live runner closes the HTTP session through this at the end of a session."""
+        await self.close()
 
     def _describe(self, exc: BaseException | None) -> str:
         from btkit_ccxt.retry import describe_error
@@ -204,15 +215,28 @@ class CcxtSpotBroker:
                 return None
             raise
 
-    async def _held(self, market: Mapping[str, Any]) -> Decimal:
-        """free + locked of the base asset."""
+    async def _balances(self, *, shared: bool = False) -> Any:
+        """The account's balances. ``shared``: a read still in flight, started after the bot's last order
+        or cancel, is joined — the active checks of many symbols in one tick (queued behind ccxt's rate
+        limiter together) cost one request instead of one each; nothing older is ever reused. Sizing an
+        order always reads afresh."""
         client = await self.client()
-        balance = await self._read("reading balances", client.fetch_balance)
+        task = self._balance_task
+        if shared and task is not None and not task.done() and self._balance_task_gen == self._balance_gen:
+            return await asyncio.shield(task)
+        self._balance_task_gen = self._balance_gen
+        task = self._balance_task = asyncio.ensure_future(
+            self._read("reading balances", client.fetch_balance)
+        )
+        return await asyncio.shield(task)
+
+    async def _held(self, market: Mapping[str, Any]) -> Decimal:
+        """free + locked of the base asset (a shared read: see :meth:`_balances`)."""
+        balance = await self._balances(shared=True)
         return _dec((balance.get(market["base"]) or {}).get("total"))
 
     async def _free(self, market: Mapping[str, Any]) -> Decimal:
-        client = await self.client()
-        balance = await self._read("reading balances", client.fetch_balance)
+        balance = await self._balances()
         return _dec((balance.get(market["base"]) or {}).get("free"))
 
     def _is_dust(self, market: Mapping[str, Any], qty: Decimal) -> bool:
@@ -227,11 +251,16 @@ class CcxtSpotBroker:
 
     # ================================================================ sending
     async def _submit(
-        self, what: str, symbol: str, cid: str, place: Callable[[], Awaitable[Any]]
+        self,
+        what: str,
+        symbol: str,
+        cid: str,
+        place: Callable[[], Awaitable[Any]],
+        known_absent: bool = False,
     ) -> dict[str, Any]:
         """Send at most once per unknown outcome: looked up by client id first and after every failure
         whose outcome is unknown; a definitive refusal raises ``OrderRejectedError``."""
-        found = await self._lookup(symbol, cid)
+        found = None if known_absent else await self._lookup(symbol, cid)  # the caller just looked
         if found is not None:
             return found
         last: BaseException | None = None
@@ -266,20 +295,27 @@ class CcxtSpotBroker:
         qty: Decimal,
         price: Decimal | None = None,
         extra: Mapping[str, Any] | None = None,
+        *,
+        known_absent: bool = False,
     ) -> dict[str, Any]:
         client = await self.client()
-        params = {"clientOrderId": cid, **(extra or {})}
+        self._balance_gen += 1
+        params: dict[str, Any] = {"clientOrderId": cid, **(extra or {})}
         if self._binance_like:
             params["newClientOrderId"] = cid
         symbol = market["symbol"]
-        return await self._submit(
-            what,
-            symbol,
-            cid,
-            lambda: client.create_order(
-                symbol, otype, side, float(qty), float(price) if price else None, params
-            ),
-        )
+        try:
+            return await self._submit(
+                what,
+                symbol,
+                cid,
+                lambda: client.create_order(
+                    symbol, otype, side, float(qty), float(price) if price else None, params
+                ),
+                known_absent,
+            )
+        finally:
+            self._balance_gen += 1
 
     async def _wait(self, symbol: str, cid: str, order: dict[str, Any], seconds: float) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
@@ -294,6 +330,7 @@ class CcxtSpotBroker:
 
     async def _cancel(self, symbol: str, cid: str) -> None:
         client = await self.client()
+        self._balance_gen += 1
         params = {"origClientOrderId": cid} if self._binance_like else {"clientOrderId": cid}
         try:
             await self._read(f"cancelling {cid}", lambda: client.cancel_order(None, symbol, params))
@@ -302,6 +339,8 @@ class CcxtSpotBroker:
         except Exception as exc:
             if classify(exc) is not Outcome.NOT_FOUND:
                 raise
+        finally:
+            self._balance_gen += 1
 
     async def _sell_all(self, market: Mapping[str, Any], cid: str, what: str) -> dict[str, Any] | None:
         """Cancel the bot's sell orders, then sell the free base balance at market (idempotent by cid)."""
@@ -315,7 +354,7 @@ class CcxtSpotBroker:
         qty = self._truncate(client, market, await self._free(market))
         if self._is_dust(market, qty):
             return None
-        order = await self._order(what, market, cid, "market", "sell", qty)
+        order = await self._order(what, market, cid, "market", "sell", qty, known_absent=True)
         return await self._wait(symbol, cid, order, 5.0)
 
     @staticmethod
@@ -413,7 +452,14 @@ class CcxtSpotBroker:
             if order is None:
                 otype = self.config.entry_order_type
                 order = await self._order(
-                    "entry", market, eid, otype, "buy", qty, price if otype == "limit" else None
+                    "entry",
+                    market,
+                    eid,
+                    otype,
+                    "buy",
+                    qty,
+                    price if otype == "limit" else None,
+                    known_absent=True,
                 )
                 return await self._await_fill(market, eid, order)
             if order.get("status") == OPEN:
@@ -471,7 +517,15 @@ class CcxtSpotBroker:
         trigger = _dec(client.price_to_precision(symbol, stop))
         try:
             await self._order(
-                "stop-loss", market, sid, "market", "sell", qty, None, {"stopLossPrice": float(trigger)}
+                "stop-loss",
+                market,
+                sid,
+                "market",
+                "sell",
+                qty,
+                None,
+                {"stopLossPrice": float(trigger)},
+                known_absent=True,  # looked up above (a cancelled stop's id may be used again)
             )
         except (OrderRejectedError, OrderTransientError) as exc:
             log.error("%s: placing the stop-loss failed (%s); selling the position", symbol, exc)
@@ -542,7 +596,9 @@ class CcxtSpotBroker:
                 self._check_size(market, qty, _dec(p.current_price), "partial close")
                 for stop in await self._our_open(symbol, "sell"):
                     await self._cancel(symbol, _cid(stop))
-                order = await self._order("partial close", market, p.client_order_id, "market", "sell", qty)
+                order = await self._order(
+                    "partial close", market, p.client_order_id, "market", "sell", qty, known_absent=True
+                )
                 order = await self._wait(symbol, p.client_order_id, order, 5.0)
             await self._protect(market, p.price_stop_loss, derive_id(p.client_order_id, "sl"))
         return self._fill_of(order) or True
