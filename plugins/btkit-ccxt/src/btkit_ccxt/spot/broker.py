@@ -35,6 +35,7 @@ T = TypeVar("T")
 log = logging.getLogger("btkit.ccxt.spot")
 PREFIX = "btk"
 MAX_ROUNDS = 12
+FRESH = "btkit_fresh"  # marks an entry this call placed and saw filled in the placement's own answer
 OPEN = "open"
 
 
@@ -266,7 +267,7 @@ class CcxtSpotBroker:
         last: BaseException | None = None
         for attempt in range(self.config.submit_attempts):
             try:
-                return dict(await place())
+                return {**dict(await place()), FRESH: True}  # the placement's own answer
             except Exception as exc:
                 outcome = classify(exc)
                 if outcome is Outcome.REJECTED:
@@ -461,7 +462,8 @@ class CcxtSpotBroker:
                     price if otype == "limit" else None,
                     known_absent=True,
                 )
-                return await self._await_fill(market, eid, order)
+                filled = await self._await_fill(market, eid, order)
+                return {**filled, FRESH: bool(order.get(FRESH)) and filled is order}
             if order.get("status") == OPEN:
                 return await self._await_fill(market, eid, order)
             if order.get("filled") and await self._lookup(symbol, derive_id(eid, "x")) is None:
@@ -500,18 +502,38 @@ class CcxtSpotBroker:
             )
         return order
 
-    async def _protect(self, market: dict[str, Any], stop: float | None, sid: str) -> None:
-        """Replace the bot's stop-loss by one (client id ``sid``) for the whole holding at ``stop``."""
+    @staticmethod
+    def _net_of_fees(market: Mapping[str, Any], order: Mapping[str, Any]) -> Decimal | None:
+        """What a buy that this call placed added to the holding: filled minus fees in the base asset
+        (from the placement's own answer); None when that answer carried no fills."""
+        if not order.get(FRESH):
+            return None
+        fees = order.get("fees") or []
+        base_fee = sum(
+            (_dec(f.get("cost")) for f in fees if f and f.get("currency") == market["base"]), Decimal(0)
+        )
+        return _dec(order.get("filled")) - base_fee
+
+    async def _protect(
+        self, market: dict[str, Any], stop: float | None, sid: str, fresh_qty: Decimal | None = None
+    ) -> None:
+        """Replace the bot's stop-loss by one (client id ``sid``) for the whole holding at ``stop``.
+
+        ``fresh_qty``: the holding added by an entry this call placed on a flat symbol (the stop cannot
+        exist yet, no older stop is left to cancel): the stop is sized to it without reading the account."""
         if not self.native_stop or not stop or stop <= 0:
             return
         symbol = market["symbol"]
         client = await self.client()
-        existing = await self._lookup(symbol, sid)
-        if existing is not None and existing.get("status") == OPEN:
-            return
-        for order in await self._our_open(symbol, "sell"):
-            await self._cancel(symbol, _cid(order))
-        qty = self._truncate(client, market, await self._free(market))
+        if fresh_qty is not None:
+            qty = self._truncate(client, market, fresh_qty)
+        else:
+            existing = await self._lookup(symbol, sid)
+            if existing is not None and existing.get("status") == OPEN:
+                return
+            for order in await self._our_open(symbol, "sell"):
+                await self._cancel(symbol, _cid(order))
+            qty = self._truncate(client, market, await self._free(market))
         if self._is_dust(market, qty):
             return
         trigger = _dec(client.price_to_precision(symbol, stop))
@@ -550,7 +572,8 @@ class CcxtSpotBroker:
             order = await self._enter(
                 market, qty, price, p.client_order_id, client_order_id(p.signal_id, "schedule")
             )
-            await self._protect(market, p.price_stop_loss, derive_id(p.client_order_id, "sl"))
+            fresh = self._net_of_fees(market, order)  # the engine opens only on a flat symbol
+            await self._protect(market, p.price_stop_loss, derive_id(p.client_order_id, "sl"), fresh)
         return self._fill_of(order) or True
 
     async def on_schedule_check(self, p: Any) -> bool:
