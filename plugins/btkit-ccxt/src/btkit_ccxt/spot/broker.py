@@ -85,8 +85,11 @@ class CcxtSpotBroker:
         self.native_stop = False
         # one balance read shared by the checks of every symbol in the same moment (see _balances)
         self._balance_task: asyncio.Future[Any] | None = None
-        self._balance_gen = 0  # bumped by every order the bot sends or cancels
-        self._balance_task_gen = -1
+        self._balance_task_seq = -1  # when the balance read in flight started
+        self._seq = 0  # orders the events below: read starts, the bot's order writes and look-ups
+        self._wrote: dict[
+            str, int
+        ] = {}  # asset -> when the bot last sent, cancelled or looked at an order on it
 
     # ================================================================ client and helpers
     @property
@@ -215,29 +218,40 @@ class CcxtSpotBroker:
             if classify(exc) is Outcome.NOT_FOUND:
                 return None
             raise
+        finally:
+            self._touched(symbol)  # what was read may be newer than a balance read in flight
 
-    async def _balances(self, *, shared: bool = False) -> Any:
-        """The account's balances. ``shared``: a read still in flight, started after the bot's last order
-        or cancel, is joined — the active checks of many symbols in one tick (queued behind ccxt's rate
-        limiter together) cost one request instead of one each; nothing older is ever reused. Sizing an
-        order always reads afresh."""
+    def _touched(self, symbol: str) -> None:
+        """The bot sent, cancelled or looked up an order on ``symbol``: its assets' balances may differ
+        from any balance read that started before."""
+        self._seq += 1
+        market = (self._client.markets or {}).get(symbol) if self._client is not None else None
+        for asset in (market["base"], market["quote"]) if market else ():
+            self._wrote[asset] = self._seq
+
+    async def _balances(self, asset: str) -> Any:
+        """The account's balances, as fresh as ``asset`` needs: a read already in flight that started after
+        the bot last sent, cancelled or looked up an order touching ``asset`` is joined, otherwise a new read
+        starts. The checks and exits of many symbols in one tick (queued behind ccxt's rate limiter
+        together) then share a few reads instead of one each; a finished read is never reused."""
         client = await self.client()
         task = self._balance_task
-        if shared and task is not None and not task.done() and self._balance_task_gen == self._balance_gen:
+        if task is not None and not task.done() and self._balance_task_seq > self._wrote.get(asset, -1):
             return await asyncio.shield(task)
-        self._balance_task_gen = self._balance_gen
+        self._seq += 1
+        self._balance_task_seq = self._seq
         task = self._balance_task = asyncio.ensure_future(
             self._read("reading balances", client.fetch_balance)
         )
         return await asyncio.shield(task)
 
     async def _held(self, market: Mapping[str, Any]) -> Decimal:
-        """free + locked of the base asset (a shared read: see :meth:`_balances`)."""
-        balance = await self._balances(shared=True)
+        """free + locked of the base asset (see :meth:`_balances`)."""
+        balance = await self._balances(market["base"])
         return _dec((balance.get(market["base"]) or {}).get("total"))
 
     async def _free(self, market: Mapping[str, Any]) -> Decimal:
-        balance = await self._balances()
+        balance = await self._balances(market["base"])
         return _dec((balance.get(market["base"]) or {}).get("free"))
 
     def _is_dust(self, market: Mapping[str, Any], qty: Decimal) -> bool:
@@ -300,7 +314,6 @@ class CcxtSpotBroker:
         known_absent: bool = False,
     ) -> dict[str, Any]:
         client = await self.client()
-        self._balance_gen += 1
         params: dict[str, Any] = {"clientOrderId": cid, **(extra or {})}
         if self._binance_like:
             params["newClientOrderId"] = cid
@@ -316,7 +329,7 @@ class CcxtSpotBroker:
                 known_absent,
             )
         finally:
-            self._balance_gen += 1
+            self._touched(symbol)
 
     async def _wait(self, symbol: str, cid: str, order: dict[str, Any], seconds: float) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
@@ -331,7 +344,6 @@ class CcxtSpotBroker:
 
     async def _cancel(self, symbol: str, cid: str) -> None:
         client = await self.client()
-        self._balance_gen += 1
         params = {"origClientOrderId": cid} if self._binance_like else {"clientOrderId": cid}
         try:
             await self._read(f"cancelling {cid}", lambda: client.cancel_order(None, symbol, params))
@@ -341,7 +353,7 @@ class CcxtSpotBroker:
             if classify(exc) is not Outcome.NOT_FOUND:
                 raise
         finally:
-            self._balance_gen += 1
+            self._touched(symbol)
 
     async def _sell_all(self, market: Mapping[str, Any], cid: str, what: str) -> dict[str, Any] | None:
         """Cancel the bot's sell orders, then sell the free base balance at market (idempotent by cid)."""
