@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import attrs
 
-from btkit.broker_payloads import BrokerCall, CommitPayload
+from btkit.broker_payloads import BrokerCall, CommitPayload, ExchangeFill
 from btkit.components import BrokerSpec
 from btkit.errors import OrderDeletedError, OrderRejectedError, OrderTransientError
 
@@ -30,6 +30,9 @@ DEFAULT_TIMEOUT_SECONDS = 60.0
 class Verdict:
     kind: VerdictKind
     error: BaseException | None = None
+    #: the exchange's fill when the broker reported one (a returned ``ExchangeFill``, or the ``fill`` of
+    #: an ``OrderDeletedError``): the price and time the engine books
+    fill: ExchangeFill | None = None
 
     @property
     def confirmed(self) -> bool:
@@ -70,7 +73,9 @@ class BrokerGate:
         except OrderRejectedError as exc:
             return self._failed(call, exc, "rejected")
         except OrderDeletedError as exc:
-            return self._failed(call, exc, "deleted")
+            verdict = self._failed(call, exc, "deleted")
+            fill = getattr(exc, "fill", None)
+            return attrs.evolve(verdict, fill=fill) if isinstance(fill, ExchangeFill) else verdict
         except TimeoutError as exc:
             err = OrderTransientError(f"broker {method} gave no answer within {self.timeout:g}s")
             err.__cause__ = exc
@@ -79,7 +84,7 @@ class BrokerGate:
             return self._failed(call, exc, "transient")
         if out is False:
             return self._failed(call, OrderTransientError(f"broker {method} returned False"), "transient")
-        return Verdict("confirmed")
+        return Verdict("confirmed", fill=out if isinstance(out, ExchangeFill) else None)
 
     def _failed(self, call: BrokerCall, exc: BaseException, kind: VerdictKind) -> Verdict:
         log.warning(

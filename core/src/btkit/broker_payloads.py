@@ -117,6 +117,28 @@ class AverageBuyCommit(CommitPayload):
 
 
 @attrs.frozen(kw_only=True)
+class ExchangeFill:
+    """What the exchange really did, returned by a broker (or carried by ``OrderDeletedError.fill``).
+
+    A broker method may return an ``ExchangeFill`` instead of True: the call is confirmed and the engine
+    books ``price`` (and ``time``, epoch ms) instead of the candle price it decided at — an entry filled
+    above the signal's price, an exit filled below the candle. ``on_active_check`` raising
+    ``OrderDeletedError(..., fill=ExchangeFill(...))`` tells the engine the exchange closed the position
+    (its stop or take-profit filled, or it filled while the bot was down) at that price and time;
+    ``reason`` then names why (``take_profit``, ``stop_loss`` or ``closed``).
+    """
+
+    price: float = attrs.field(converter=float)
+    time: int | None = None
+    quantity: float | None = None
+    reason: str | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if not (self.price > 0 and self.price != float("inf")):
+            raise ValueError(f"an exchange fill needs a finite price > 0, got {self.price!r}")
+
+
+@attrs.frozen(kw_only=True)
 class BrokerCall:
     """One broker method call: what the ``btkit_broker_commit`` hook receives."""
 

@@ -52,4 +52,11 @@ class OrderTransientError(BtkitError):
 
 
 class OrderDeletedError(BtkitError):
-    """Broker verdict from a check: the order/position no longer exists on the exchange."""
+    """Broker verdict from a check: the order/position no longer exists on the exchange.
+
+    ``fill`` (a ``btkit.broker_payloads.ExchangeFill``) carries the exchange's closing fill when the
+    broker knows it; the engine then books that price and time instead of the candle's."""
+
+    def __init__(self, *args: object, fill: object = None) -> None:
+        super().__init__(*args)
+        self.fill = fill

@@ -9,7 +9,7 @@ from decimal import Decimal
 import attrs
 import pytest
 
-from btkit.broker_payloads import client_order_id
+from btkit.broker_payloads import ExchangeFill, client_order_id
 from btkit.errors import ConfigError, OrderDeletedError, OrderRejectedError, OrderTransientError
 from btkit_binance_futures import BinanceFuturesBroker
 from btkit_binance_futures.testing import FakeBinanceFutures, broker_for, commit_payload
@@ -17,6 +17,11 @@ from btkit_binance_futures.testing import run_scenario as run
 
 ORDER = "/fapi/v1/order"
 ALGO = "/fapi/v1/algoOrder"
+
+
+def confirmed(out: object) -> bool:
+    """A confirmed broker call: True, or the exchange's fill (an ``ExchangeFill``) for entries and exits."""
+    return out is True or isinstance(out, ExchangeFill)
 
 
 def algos(fake: FakeBinanceFutures) -> list[tuple[str, str, str]]:
@@ -34,7 +39,7 @@ def test_open_places_the_entry_then_reduce_only_protection(binance_keys: FakeBin
     fake = binance_keys
     broker = broker_for(fake)
     p = commit_payload("open")
-    assert run(broker, lambda: broker.on_signal_open_commit(p)) is True
+    assert confirmed(run(broker, lambda: broker.on_signal_open_commit(p)))
     entry, sl, tp = fake.orders_log
     assert (entry.kind, entry.client_id, entry.type, entry.side, entry.quantity, entry.price) == (
         "order",
@@ -78,7 +83,7 @@ def test_a_resting_limit_entry_is_polled_until_the_price_fills_it(binance_keys: 
         await mover
         return result
 
-    assert run(broker, scenario) is True
+    assert confirmed(run(broker, scenario))
     polls = [
         r for r in fake.requests_to(ORDER, "GET") if r.params.get("origClientOrderId") == p.client_order_id
     ]
@@ -100,7 +105,7 @@ def test_entry_timeout_cancels_and_the_retry_uses_a_fresh_round_id(binance_keys:
         assert fake.orders()[0]["status"] == "CANCELED"
         fake.set_price(48990)  # now a new limit at 49000 is marketable
         retry = commit_payload("open", price_open=49000.0, price_stop_loss=48000.0, attempt=2)
-        assert await broker.on_signal_open_commit(retry) is True
+        assert confirmed(await broker.on_signal_open_commit(retry))
 
     run(broker, scenario)
     entries = [o for o in fake.orders_log if o.kind == "order"]
@@ -134,7 +139,7 @@ def test_partial_fill_of_a_market_entry_is_protected_at_the_filled_size(
     fake = binance_keys
     broker = broker_for(fake, entry_order_type="market")
     fake.inject(ORDER, "partial_fill", method="POST", fraction="0.4")
-    assert run(broker, lambda: broker.on_signal_open_commit(commit_payload("open"))) is True
+    assert confirmed(run(broker, lambda: broker.on_signal_open_commit(commit_payload("open"))))
     assert fake.orders()[0]["status"] == "EXPIRED" and fake.orders()[0]["executedQty"] == "0.008"
     assert fake.position("BTCUSDT") == Decimal("0.008")
     assert algos(fake) == [("STOP_MARKET", "0.008", "49000"), ("TAKE_PROFIT_MARKET", "0.008", "52000")]
@@ -158,7 +163,7 @@ def test_a_limit_entry_filled_in_parts_is_protected_at_the_total(binance_keys: F
         await task
         return result
 
-    assert run(broker, scenario) is True
+    assert confirmed(run(broker, scenario))
     assert fake.position("BTCUSDT") == Decimal("0.02")
     assert algos(fake) == [("STOP_MARKET", "0.02", "49000"), ("TAKE_PROFIT_MARKET", "0.02", "52000")]
 
@@ -168,7 +173,7 @@ def test_quantities_and_prices_are_truncated_to_step_and_tick(binance_keys: Fake
     fake.set_price("33333.3")
     broker = broker_for(fake)
     p = commit_payload("open", price_open=33333.37, price_stop_loss=32999.99, price_take_profit=34000.06)
-    assert run(broker, lambda: broker.on_signal_open_commit(p)) is True
+    assert confirmed(run(broker, lambda: broker.on_signal_open_commit(p)))
     entry, sl, tp = fake.orders_log
     assert (entry.quantity, entry.price) == ("0.03", "33333.3")  # 1000/33333.3 = 0.030000003 → 0.03
     assert (sl.trigger_price, tp.trigger_price) == ("32999.9", "34000")
@@ -191,7 +196,7 @@ def test_close_is_reduce_only_and_cleans_up_protection(binance_keys: FakeBinance
 
     async def scenario() -> None:
         await broker.on_signal_open_commit(commit_payload("open"))
-        assert await broker.on_signal_close_commit(commit_payload("close")) is True
+        assert confirmed(await broker.on_signal_close_commit(commit_payload("close")))
 
     run(broker, scenario)
     close = fake.orders_log[-1]
@@ -212,7 +217,9 @@ def test_close_after_the_stop_already_fired_confirms_without_an_order(
         assert fake.position("BTCUSDT") == 0
         with pytest.raises(OrderDeletedError, match="position is gone"):
             await broker.on_active_check(commit_payload("open"))
-        assert await broker.on_signal_close_commit(commit_payload("close", close_reason="stop_loss")) is True
+        assert confirmed(
+            await broker.on_signal_close_commit(commit_payload("close", close_reason="stop_loss"))
+        )
 
     run(broker, scenario)
     assert [o.kind for o in fake.orders_log] == ["order", "algo", "algo"]
@@ -306,13 +313,13 @@ def test_a_resting_entry_rests_on_the_book_and_the_activation_adopts_it(
     rest = attrs.evolve(rest, client_order_id=client_order_id("signal-1", "schedule"))
 
     async def scenario() -> None:
-        assert await broker.on_signal_open_commit(rest) is True
+        assert confirmed(await broker.on_signal_open_commit(rest))
         assert await broker.on_schedule_check(rest) is True
         fake.set_price(49400)  # the resting limit fills on the exchange …
         assert await broker.on_schedule_check(rest) is True  # … and is protected at once
         assert algos(fake) == [("STOP_MARKET", "0.02", "49000"), ("TAKE_PROFIT_MARKET", "0.02", "52000")]
         # the engine activates the signal: the open adopts the filled resting order
-        assert await broker.on_signal_open_commit(commit_payload("open", price_open=49500.0)) is True
+        assert confirmed(await broker.on_signal_open_commit(commit_payload("open", price_open=49500.0)))
 
     run(broker, scenario)
     entries = [o for o in fake.orders_log if o.kind == "order"]
@@ -457,3 +464,24 @@ def test_configuration_rules(binance_keys: FakeBinanceFutures, monkeypatch: pyte
     monkeypatch.delenv("BINANCE_API_SECRET")
     with pytest.raises(ConfigError, match="set BINANCE_API_KEY and BINANCE_API_SECRET"):
         BinanceFuturesBroker()
+
+
+def test_take_profit_filled_on_binance_reports_its_fill_price(binance_keys: FakeBinanceFutures) -> None:
+    """A TP at 52000 that filled at 52150 (the mark jumped past it) is reported at 52150, with its time."""
+    fake = binance_keys
+    broker = broker_for(fake)
+
+    async def scenario() -> tuple[object, BaseException]:
+        entry = await broker.on_signal_open_commit(commit_payload("open"))
+        fake.set_price(52150)
+        with pytest.raises(OrderDeletedError) as info:
+            await broker.on_active_check(commit_payload("open"))
+        return entry, info.value
+
+    entry, gone = run(broker, scenario)
+    assert isinstance(entry, ExchangeFill) and entry.price == 50000.0 and entry.quantity == 0.02
+    fill = gone.fill  # type: ignore[attr-defined]
+    assert isinstance(fill, ExchangeFill)
+    last = fake.trades("BTCUSDT")[-1]
+    assert (fill.price, fill.reason, fill.quantity, fill.time) == (52150.0, "take_profit", 0.02, last["time"])
+    assert algos(fake) == []  # the stop left behind was cancelled

@@ -19,6 +19,13 @@ ALGO = "/fapi/v1/algoOrder"
 POSITIONS = "/fapi/v3/positionRisk"
 
 
+def confirmed(out: object) -> bool:
+    """A confirmed broker call: True, or the exchange's fill (an ``ExchangeFill``) for entries and exits."""
+    from btkit.broker_payloads import ExchangeFill
+
+    return out is True or isinstance(out, ExchangeFill)
+
+
 def posts_with(fake: FakeBinanceFutures, path: str, key: str, cid: str) -> int:
     return sum(1 for r in fake.requests_to(path, "POST") if r.params.get(key) == cid)
 
@@ -41,7 +48,7 @@ def test_lost_entry_response_places_no_duplicate(binance_keys: FakeBinanceFuture
     p = commit_payload("open")
     fake.inject(ORDER, kind, method="POST", seconds=5)
     broker = broker_for(fake, request_timeout_ms=400)
-    assert run(broker, lambda: broker.on_signal_open_commit(p)) is True
+    assert confirmed(run(broker, lambda: broker.on_signal_open_commit(p)))
     assert fake.order_count(p.client_order_id) == 1
     assert posts_with(fake, ORDER, "newClientOrderId", p.client_order_id) == 1  # looked up, not resent
     assert fake.position("BTCUSDT") == Decimal("0.02")
@@ -58,7 +65,7 @@ def test_unprocessed_entry_is_looked_up_then_resent_once(
     p = commit_payload("open")
     fake.inject(ORDER, kind, method="POST", **options)
     broker = broker_for(fake, request_timeout_ms=400)
-    assert run(broker, lambda: broker.on_signal_open_commit(p)) is True
+    assert confirmed(run(broker, lambda: broker.on_signal_open_commit(p)))
     assert posts_with(fake, ORDER, "newClientOrderId", p.client_order_id) == 2
     assert fake.order_count(p.client_order_id) == 1
     lookups = [
@@ -75,7 +82,7 @@ def test_rate_limited_send_is_resent_without_doubt(binance_keys: FakeBinanceFutu
     p = commit_payload("open")
     fake.inject(ORDER, "rate_limit", method="POST")
     broker = broker_for(fake)
-    assert run(broker, lambda: broker.on_signal_open_commit(p)) is True
+    assert confirmed(run(broker, lambda: broker.on_signal_open_commit(p)))
     assert posts_with(fake, ORDER, "newClientOrderId", p.client_order_id) == 2
     assert fake.order_count(p.client_order_id) == 1
 
@@ -92,7 +99,7 @@ def test_exhausted_unknown_outcomes_are_transient_and_the_retry_finds_the_order(
         with pytest.raises(OrderTransientError, match="looked up by its client id before any resend"):
             await broker.on_signal_open_commit(p)
         fault.times = fault.hits  # the exchange recovers
-        assert await broker.on_signal_open_commit(commit_payload("open", attempt=2)) is True
+        assert confirmed(await broker.on_signal_open_commit(commit_payload("open", attempt=2)))
 
     run(broker, scenario)
     assert fake.order_count(p.client_order_id) == 1
@@ -103,7 +110,7 @@ def test_lost_stop_loss_response_places_no_duplicate(binance_keys: FakeBinanceFu
     fake = binance_keys
     fake.inject(ALGO, "accept_then_drop", method="POST", when=lambda q: q.get("type") == "STOP_MARKET")
     broker = broker_for(fake)
-    assert run(broker, lambda: broker.on_signal_open_commit(commit_payload("open"))) is True
+    assert confirmed(run(broker, lambda: broker.on_signal_open_commit(commit_payload("open"))))
     assert [o.type for o in fake.orders_log] == ["LIMIT", "STOP_MARKET", "TAKE_PROFIT_MARKET"]
     assert len(fake.requests_to(ALGO, "POST")) == 2
 
@@ -121,7 +128,7 @@ def test_lost_close_response_places_no_second_close(binance_keys: FakeBinanceFut
             method="POST",
             when=lambda q: q.get("newClientOrderId") == close.client_order_id,
         )
-        assert await broker.on_signal_close_commit(close) is True
+        assert confirmed(await broker.on_signal_close_commit(close))
 
     run(broker, scenario)
     assert fake.order_count(close.client_order_id) == 1
@@ -189,7 +196,7 @@ def test_duplicate_client_id_is_treated_as_placed(binance_keys: FakeBinanceFutur
         await task
         return result
 
-    assert run(broker, scenario) is True
+    assert confirmed(run(broker, scenario))
     rejected = [r for r in fake.requests_to(ORDER, "POST") if r.status == 400]
     assert len(rejected) == 1  # the resend answered -4116 …
     assert fake.order_count(p.client_order_id) == 1  # … and nothing new was placed
@@ -217,7 +224,7 @@ def test_rejected_protection_exits_the_position_and_raises(binance_keys: FakeBin
         assert fake.position("BTCUSDT") == 0
         assert fake.algo_orders(open_only=True) == []  # the stop that did get placed was cancelled
         # were the engine to retry, a fresh round opens instead of reusing the exited one
-        assert await broker.on_signal_open_commit(commit_payload("open", attempt=2)) is True
+        assert confirmed(await broker.on_signal_open_commit(commit_payload("open", attempt=2)))
 
     run(broker, scenario)
     kinds = [(o.type, o.side, o.reduce_only) for o in fake.orders_log]
@@ -258,7 +265,7 @@ def test_reads_survive_transient_faults(
         fake.inject(POSITIONS, kind, times=2, **options)
         return await broker.on_active_check(commit_payload("open"))
 
-    assert run(broker, scenario) is True
+    assert confirmed(run(broker, scenario))
 
 
 @pytest.mark.parametrize("kind", ["stall", "status", "rate_limit", "non_json"])

@@ -23,6 +23,7 @@ from btkit import events
 from btkit.broker_payloads import (
     CancelCommit,
     CloseCommit,
+    ExchangeFill,
     OpenCommit,
     client_order_id,
 )
@@ -36,6 +37,7 @@ from btkit.lifecycle import pnl as pnl_math
 from btkit.lifecycle.machine import ActivateDecision, CancelDecision, CloseDecision, Observation
 from btkit.lifecycle.validation import coerce_signal
 from btkit.model import (
+    CLOSE_REASONS,
     MINUTE_MS,
     Active,
     Cancelled,
@@ -538,6 +540,8 @@ class StrategyInstance:
             )
             if not verdict.confirmed:
                 return await self._open_failed(action, row, when, price, attempt + 1, verdict)
+            if verdict.fill is not None and action != "schedule":  # book the exchange's fill price
+                row = machine.activate(row, verdict.fill.price, row.pending_at or when)
         st = attrs.evolve(self.state.strategy, intent=None)
         if action == "schedule":
             new = attrs.evolve(self.state, scheduled=row, pending=None, strategy=st)
@@ -655,7 +659,8 @@ class StrategyInstance:
                     price_open=row.price_open,
                 )
 
-            if not await self._exit_through_broker("cancel", row, decision, attempt, payload):
+            done, _fill = await self._exit_through_broker("cancel", row, decision, attempt, payload)
+            if not done:
                 return self._result(Waiting, when, decision.price, row)
         st = attrs.evolve(
             self.state.strategy,
@@ -686,7 +691,7 @@ class StrategyInstance:
             verdict = await self.run.gate.call("on_active_check", self._open_payload("open", row, when, 1))
             await self._count_check(verdict, row)
             if verdict.kind == "deleted":
-                return await self._close(CloseDecision("closed", o.vwap, when), row, notify=False)
+                return await self._close(_exchange_close(verdict.fill, row, o.vwap, when), row, notify=False)
         if row is not self.state.pending:  # a new best/worst price: persisted like any other change
             self._commit(attrs.evolve(self.state, pending=row))
         await announce.levels(self, row, o, when)
@@ -719,10 +724,11 @@ class StrategyInstance:
         decision: CloseDecision | CancelDecision,
         attempt: int,
         payload: Callable[[str, int], Any],
-    ) -> bool:
+    ) -> tuple[bool, ExchangeFill | None]:
         """Persist the close/cancel intent, then call the broker. True: go on and apply the change
         (confirmed, gone, or forced after final failure — forced is reported as fatal). False: transient,
-        nothing changed but the attempt counter; the same action is retried next tick."""
+        nothing changed but the attempt counter; the same action is retried next tick. The second item is
+        the exchange's fill when the broker reported one."""
         assert self.run.gate is not None
         intent = Intent(
             action=action,
@@ -747,7 +753,7 @@ class StrategyInstance:
                 f"broker {action} of {row.id} on {self.symbol}: attempt {attempt + 1}/{limit} failed, "
                 "retrying next tick",
             )
-            return False
+            return False, None
         if not verdict.confirmed and verdict.kind != "deleted":
             consequence = (
                 "the position was closed in the engine"
@@ -762,7 +768,7 @@ class StrategyInstance:
                 f"broker {action} forced",
                 fatal=True,
             )
-        return True
+        return True, verdict.fill
 
     async def _close(
         self, decision: CloseDecision, row: SignalRow, *, attempt: int = 0, notify: bool = True
@@ -789,8 +795,14 @@ class StrategyInstance:
                     total_partials=len(row.partials),
                 )
 
-            if not await self._exit_through_broker("close", row, decision, attempt, payload):
+            done, fill = await self._exit_through_broker("close", row, decision, attempt, payload)
+            if not done:
                 return self._result(Active, when, decision.price, row, pnl=pnl)
+            if fill is not None:  # the exchange's exit price, not the candle's
+                decision = CloseDecision(decision.reason, fill.price, decision.time)
+                pnl = pnl_math.position_pnl(
+                    row, decision.price, slippage_pct=cfg.percent_slippage, fee_pct=cfg.percent_fee
+                )
         closed = self._result(
             Closed,
             when,
@@ -839,6 +851,16 @@ class StrategyInstance:
                 await command.execute(self, when, o)
             except Exception as exc:
                 await self.run.report(exc, f"position command {type(command).__name__} on {self.symbol}")
+
+
+def _exchange_close(fill: ExchangeFill | None, row: SignalRow, price: float, when: int) -> CloseDecision:
+    """How a position the exchange closed is booked: at the exchange's fill price and time (and reason)
+    when the broker reported them, else at the current price as "closed"."""
+    if fill is None:
+        return CloseDecision("closed", price, when)
+    reason = fill.reason if fill.reason in CLOSE_REASONS else "closed"
+    at = fill.time if fill.time is not None and (row.pending_at or 0) <= fill.time <= when else when
+    return CloseDecision(reason, fill.price, at)  # type: ignore[arg-type]
 
 
 def _signal_of(row: SignalRow) -> Any:

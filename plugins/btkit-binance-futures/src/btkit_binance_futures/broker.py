@@ -25,11 +25,12 @@ from typing import Any, TypeVar
 
 import attrs
 
-from btkit.broker_payloads import client_order_id
+from btkit.broker_payloads import ExchangeFill, client_order_id
 from btkit.errors import ConfigError, OrderDeletedError, OrderRejectedError, OrderTransientError
 from btkit_binance_futures.config import KEY_ENV, SECRET_ENV, BinanceFuturesConfig
 from btkit_binance_futures.errors import Outcome, classify
 from btkit_binance_futures.ids import derive_id, is_ours
+from btkit_ccxt.fills import exit_fill, order_fill
 
 T = TypeVar("T")
 log = logging.getLogger("btkit.binance_futures")
@@ -126,6 +127,7 @@ class BinanceFuturesBroker:
         self._multiplier: dict[str, float] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._init_lock: asyncio.Lock | None = None
+        self._seen: dict[str, dict[str, Any]] = {}  # the last state read of each entry/exit order, by id
 
     # ================================================================ client and helpers
     async def client(self) -> Any:
@@ -732,6 +734,7 @@ class BinanceFuturesBroker:
                 return await self._await_fill(symbol, position, adopt, derive_id(adopt, "x"), order)
             if state == "filled":
                 assert order is not None
+                self._seen[adopt] = order
                 return adopt, _filled(order)
         for k in range(MAX_ROUNDS):
             eid = base_cid if k == 0 else derive_id(base_cid, f"r{k}")
@@ -755,6 +758,7 @@ class BinanceFuturesBroker:
                 log.info("%s: entry %s is already working, resuming", symbol, eid)
                 return await self._await_fill(symbol, position, eid, derive_id(eid, "x"), order)
             if state == "filled":
+                self._seen[eid] = order
                 return eid, _filled(order)
         raise OrderRejectedError(f"{symbol}: {MAX_ROUNDS} entry attempts of {base_cid} used up; not retried")
 
@@ -764,6 +768,7 @@ class BinanceFuturesBroker:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.entry_timeout_seconds
         while True:
+            self._seen[eid] = order
             status, executed = _status(order), _filled(order)
             if status == "FILLED":
                 return eid, executed
@@ -790,6 +795,8 @@ class BinanceFuturesBroker:
         # timed out: cancel, read back, flatten whatever filled
         await self._cancel_regular(symbol, eid)
         final = await self._lookup_order(symbol, eid)
+        if final is not None:
+            self._seen[eid] = final
         if final is None:
             raise OrderTransientError(f"{symbol}: entry {eid} vanished after cancelling; retried next tick")
         status, executed = _status(final), _filled(final)
@@ -844,7 +851,7 @@ class BinanceFuturesBroker:
         return self._truncate(value, self._tick(market))
 
     # ================================================================ broker methods
-    async def on_signal_open_commit(self, p: Any) -> bool:
+    async def on_signal_open_commit(self, p: Any) -> ExchangeFill | bool:
         """Open: a limit (or market) entry, polled until filled, then reduce-only SL/TP. A resting entry
         (``p.type == "schedule"``) is a LIMIT order left on the book at ``price_open``; when the engine
         activates the signal, the open adopts that order (waiting for its fill like any entry)."""
@@ -875,7 +882,7 @@ class BinanceFuturesBroker:
                 eid,
                 derive_id(eid, "x"),
             )
-        return True
+        return order_fill(self._seen.pop(eid, None)) or True
 
     async def _rest(
         self, symbol: str, market: Mapping[str, Any], p: Any, qty: Decimal, price: Decimal
@@ -949,26 +956,30 @@ class BinanceFuturesBroker:
                 await self._cancel_protection(symbol, p.position)
         return True
 
-    async def on_signal_close_commit(self, p: Any) -> bool:
+    async def on_signal_close_commit(self, p: Any) -> ExchangeFill | bool:
         """Close the whole position with reduce-only market orders, then cancel its protective orders.
         A position already closed on Binance (e.g. by its stop) confirms at once."""
         _client, symbol = await self._ready(p.symbol)
         async with self._lock(symbol):
-            await self._close_all(symbol, p.position, p.client_order_id)
-        return True
+            last = await self._close_all(symbol, p.position, p.client_order_id)
+        return order_fill(last) or True
 
-    async def _close_all(self, symbol: str, position: str, base_cid: str) -> None:
+    async def _close_all(self, symbol: str, position: str, base_cid: str) -> dict[str, Any] | None:
+        """Close the position; returns the last close order that filled (for its fill price)."""
+        last: dict[str, Any] | None = None
         for k in range(MAX_ROUNDS):
             cid = base_cid if k == 0 else derive_id(base_cid, f"r{k}")
             existing = await self._lookup_order(symbol, cid)
             if existing is not None:
                 if _status(existing) in OPEN_STATUSES:
-                    await self._wait_done(symbol, cid, existing)
+                    existing = await self._wait_done(symbol, cid, existing)
+                last = existing if _filled(existing) > 0 else last
                 continue  # this id was used; the next round re-reads the position
             qty = await self._position_qty(symbol, position)
             if qty == 0:
                 break
-            await self._reduce(symbol, position, qty, cid, "close")
+            done = await self._reduce(symbol, position, qty, cid, "close")
+            last = done if done is not None and _filled(done) > 0 else last
         else:
             raise OrderTransientError(f"{symbol}: the position is still open after {MAX_ROUNDS} close orders")
         await self._cancel_protection(symbol, position)
@@ -978,6 +989,7 @@ class BinanceFuturesBroker:
             cid = str(_info(order).get("clientOrderId") or "")
             if is_ours(cid) and str(order.get("side")) == self._entry_side(position):
                 await self._cancel_regular(symbol, cid)
+        return last
 
     async def _partial(self, p: Any) -> bool:
         client, symbol = await self._ready(p.symbol)
@@ -1121,6 +1133,25 @@ class BinanceFuturesBroker:
             await self._reprotect(symbol, position, total, None, None, eid)
         return True
 
+    async def _exit_fill(self, symbol: str, p: Any) -> ExchangeFill | None:
+        """How Binance closed the position: the exits after the last entry in the account's trades (their
+        average price, time, and stop-loss / take-profit by the payload's levels). None when unreadable."""
+        client = await self.client()
+        try:
+            trades = await self._read(
+                f"reading trades of {symbol}", lambda: client.fetch_my_trades(symbol, None, 100)
+            )
+        except (OrderTransientError, OrderRejectedError) as exc:
+            log.warning(
+                "%s: the closing fill could not be read (%s); booked at the candle price", symbol, exc
+            )
+            return None
+        ps = self._ps(p.position)
+        mine = [t for t in trades if str(_info(t).get("positionSide", "BOTH")).upper() == ps]
+        return exit_fill(
+            mine, p.position, getattr(p, "price_stop_loss", None), getattr(p, "price_take_profit", None)
+        )
+
     async def on_active_check(self, p: Any) -> bool:
         """Confirm the position still exists (``OrderDeletedError`` when it is gone, after cancelling the
         bot's protective orders still on the book); with ``repair_protection`` re-place a missing SL/TP
@@ -1135,7 +1166,8 @@ class BinanceFuturesBroker:
                 await self._cancel_protection(symbol, p.position)
                 raise OrderDeletedError(
                     f"{symbol}: the {p.position} position is gone on Binance (stop/take-profit hit, liquidated "
-                    "or closed by hand)"
+                    "or closed by hand)",
+                    fill=await self._exit_fill(symbol, p),
                 )
             if self.config.repair_protection:
                 market = client.market(symbol)

@@ -77,6 +77,7 @@ PRIVATE_PATHS = frozenset(
         "/fapi/v3/balance",
         "/fapi/v2/positionRisk",
         "/fapi/v3/positionRisk",
+        "/fapi/v1/userTrades",
     }
 )
 
@@ -431,6 +432,8 @@ class FakeBinanceFutures:
         self._faults: list[Fault] = []
         self._requests: list[RequestRecord] = []
         self._placed: list[PlacedOrder] = []
+        self._trades: list[dict[str, Any]] = []  # every execution, as /fapi/v1/userTrades rows
+        self._trade_ids = itertools.count(9_000_001)
         self._routes: dict[tuple[str, str], Callable[[dict[str, str], dict[str, Any]], Any]] = {
             ("GET", "/fapi/v1/ping"): lambda p, c: {},
             ("GET", "/fapi/v1/time"): lambda p, c: {"serverTime": self._now()},
@@ -459,6 +462,7 @@ class FakeBinanceFutures:
             ("GET", "/fapi/v3/balance"): self._balance,
             ("GET", "/fapi/v2/positionRisk"): self._position_risk,
             ("GET", "/fapi/v3/positionRisk"): self._position_risk,
+            ("GET", "/fapi/v1/userTrades"): self._user_trades,
         }
 
     # ------------------------------------------------------------ lifecycle
@@ -1025,6 +1029,25 @@ class FakeBinanceFutures:
             self._apply_fill(order.symbol, order.position_side, order.side, remaining, price)
             order.executed += remaining
             order.cum_quote += remaining * price
+            self._trades.append(
+                {
+                    "symbol": order.symbol,
+                    "id": next(self._trade_ids),
+                    "orderId": order.order_id,
+                    "side": order.side,
+                    "price": _fmt(price),
+                    "qty": _fmt(remaining),
+                    "realizedPnl": "0",
+                    "marginAsset": "USDT",
+                    "quoteQty": _fmt(remaining * price),
+                    "commission": "0",
+                    "commissionAsset": "USDT",
+                    "time": self._now(),
+                    "positionSide": order.position_side,
+                    "buyer": order.side == "BUY",
+                    "maker": False,
+                }
+            )
         order.update_time = self._now()
         if order.executed >= order.quantity:
             order.status = "FILLED"
@@ -1193,6 +1216,16 @@ class FakeBinanceFutures:
         elif self._crosses(order, mark):
             self._execute(order, mark)  # marketable limit: taker fill at the mark
         return order.to_json()
+
+    def _user_trades(self, params: dict[str, str], ctx: dict[str, Any]) -> list[dict[str, Any]]:
+        spec = self._symbol_of(params)
+        rows = [t for t in self._trades if t["symbol"] == spec.symbol]
+        return rows[-int(params.get("limit", 500)) :]
+
+    def trades(self, symbol: str | None = None) -> list[dict[str, Any]]:
+        """Every execution (``/fapi/v1/userTrades`` rows), oldest first."""
+        with self._lock:
+            return [dict(t) for t in self._trades if symbol is None or t["symbol"] == symbol]
 
     def _get_order(self, params: dict[str, str], ctx: dict[str, Any]) -> dict[str, Any]:
         spec = self._symbol_of(params)

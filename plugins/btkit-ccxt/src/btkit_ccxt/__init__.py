@@ -4,6 +4,8 @@ Candles come from ``fetch_ohlcv`` (pages of at most 1000, bounded retries with b
 errors, no retry on bad requests); ``format_price`` / ``format_quantity`` follow the market's precision.
 :func:`make_client` builds the configured async ccxt client other plugins reuse (btkit-binance-futures).
 
+Brokers ``ccxt:<id>``: spot trading on every ccxt exchange (:mod:`btkit_ccxt.spot`, docs/spot-trading.md).
+
 Importing this package does not import ccxt (that takes seconds); ccxt loads at first use.
 """
 
@@ -12,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 import btkit
-from btkit.components import ExchangeSpec
+from btkit.components import BrokerSpec, ExchangeSpec
 from btkit_ccxt.exchange import CcxtExchange, all_exchange_ids, make_ccxt_exchange, to_ms, validate_rows
 from btkit_ccxt.ids import exchange_ids
 from btkit_ccxt.retry import RetryPolicy, call_with_retries, describe_error, error_code, read_retryable
@@ -33,6 +35,7 @@ __all__ = [
     "RetryPolicy",
     "SecretMasker",
     "all_exchange_ids",
+    "btkit_brokers",
     "btkit_exchanges",
     "call_with_retries",
     "credentials_from_env",
@@ -64,3 +67,23 @@ def btkit_exchanges() -> list[ExchangeSpec]:
 
     Options come from the ``[exchange."ccxt:<id>"]`` table of btkit.toml, read at first use."""
     return [make_ccxt_exchange(exchange_id, read_settings=True) for exchange_id in all_exchange_ids()]
+
+
+def _spot_factory(exchange_id: str) -> Any:
+    def factory(*, expected_positions: Any = None, **options: Any) -> Any:
+        from btkit_ccxt.spot.broker import make_spot_broker
+
+        return make_spot_broker(exchange_id)(expected_positions=expected_positions, **options)
+
+    return factory
+
+
+@btkit.hookimpl
+def btkit_brokers() -> list[BrokerSpec]:
+    """One spot broker per ccxt id, named ``ccxt:<id>`` (built, and ccxt imported, only when selected).
+
+    Options come from the ``[broker]`` table; keys from ``<ID>_API_KEY`` / ``<ID>_API_SECRET``."""
+    return [
+        BrokerSpec(name=f"ccxt:{exchange_id}", factory=_spot_factory(exchange_id), dist="btkit-ccxt")
+        for exchange_id in all_exchange_ids()
+    ]
