@@ -233,3 +233,14 @@ def test_btkit_plugins_lists_the_ray_executor(tmp_path: Path) -> None:
     lazy = subprocess.run([sys.executable, "-c", "import btkit_ray.plugin, sys; print('ray' in sys.modules)"],
                           env=env, capture_output=True, text=True, timeout=60)
     assert lazy.stdout.strip() == "False", lazy.stderr
+
+
+@pytest.mark.parametrize("jobs", [0, -1, True, 1.5])
+def test_bad_jobs_is_a_config_error_before_anything_starts(jobs: Any) -> None:
+    with pytest.raises(btkit.ConfigError, match="--jobs must be a whole number >= 1"):
+        RayExecutor(ExecutorOptions(jobs=jobs))
+
+
+def test_map_before_start_says_so() -> None:
+    with pytest.raises(RuntimeError, match="before start"):
+        next(RayExecutor().map(failing_job, [0]))

@@ -124,7 +124,8 @@ class RayExecutor:
             except ConnectionError as exc:
                 raise ConfigError(
                     f"cannot connect to the Ray cluster at {self.address!r} ({exc}); start it with "
-                    "`ray start --head --port=6379` or fix --ray-address / RAY_ADDRESS"
+                    "`ray start --head --port=6379`, fix --ray-address / RAY_ADDRESS, or, for a cluster "
+                    "with token authentication, set RAY_AUTH_MODE=token and its token (docs/ray.md)"
                 ) from None
             finally:
                 undo()
