@@ -230,6 +230,9 @@ def test_btkit_plugins_lists_the_ray_executor(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     (row,) = [line.split() for line in proc.stdout.splitlines() if line.startswith("ray ")]
     assert row[1:4] == ["btkit-ray", btkit.__version__, "loaded"] and "[executors]" in row[4:], row
+    for line in proc.stdout.splitlines():  # a per-kind line, once the core lists executors by name
+        if line.startswith(("executor:", "executors:")):
+            assert "ray" in {n.strip() for n in line.split(":", 1)[1].split(",")}, line
     lazy = subprocess.run([sys.executable, "-c", "import btkit_ray.plugin, sys; print('ray' in sys.modules)"],
                           env=env, capture_output=True, text=True, timeout=60)
     assert lazy.stdout.strip() == "False", lazy.stderr
