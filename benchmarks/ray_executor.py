@@ -45,6 +45,7 @@ def trial(shared: Mapping[str, Any], params: tuple[int, int]) -> dict[str, Any]:
 
     fast, slow = params
     symbol = shared["symbol"]
+    cpu0 = time.process_time()
 
     def get_signal(sym: str, when: datetime, current_price: float) -> dict[str, Any] | None:
         candles = btkit.get_candles(sym, sc.INTERVAL, slow + 1)
@@ -66,7 +67,7 @@ def trial(shared: Mapping[str, Any], params: tuple[int, int]) -> dict[str, Any]:
 
     backtest._results.clear()  # a long-lived worker must not keep every trial's results
     return {"trades": trades, "pid": os.getpid(), "rss_mb": res.getrusage(res.RUSAGE_SELF).ru_maxrss / 1024,
-            "pss_mb": pss_mb()}
+            "pss_mb": pss_mb(), "cpu_s": time.process_time() - cpu0}
 
 
 def pss_mb() -> float:
@@ -156,6 +157,9 @@ def main() -> int:
         "ray_warmup_s": warm_s,
         "ray_incl_start_vs_serial": serial_s / (ray_s + ex.start_seconds + warm_s),
         "ray_workers": len({r["pid"] for r in results.values()}),
+        # CPU seconds per trial, independent of how busy the machine is: equal means no per-trial overhead
+        "serial_cpu_per_trial_s": sum(r["cpu_s"] for r in serial) / len(serial),
+        "ray_cpu_per_trial_s": sum(r["cpu_s"] for r in results.values()) / len(results),
         "rss_before_mb": base_rss,
         "rss_one_backtest_mb": one_rss,
         "rss_serial_peak_mb": serial_rss,

@@ -75,6 +75,10 @@ def failing_job(shared: Mapping[str, Any], item: int) -> int:
     return item * 10
 
 
+def loaded_plugins(shared: Mapping[str, Any], item: object) -> list[tuple[str, str, str, str]]:
+    return sorted((r.name, r.dist, r.version, r.status) for r in get_plugin_manager().records)
+
+
 @pytest.fixture(scope="module")
 def shared() -> dict[str, Any]:
     return {"candles": candles()}
@@ -202,7 +206,10 @@ def test_a_driver_elsewhere_joins_the_cluster_through_ray_address(
     """))
     address = ray.get_runtime_context().gcs_address
     # Ray >= 2.52 local clusters require a token (~/.ray/auth_token); a joining driver must say so
-    env = {**os.environ, "RAY_ADDRESS": address, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token"}
+    # and the nodes' own installed environment, not Ray's uv hook (it sees `uv run pytest` up the tree and
+    # would rebuild the uv project in each new worker: docs/ray.md)
+    env = {**os.environ, "RAY_ADDRESS": address, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token",
+           "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0"}
     proc = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -210,6 +217,13 @@ def test_a_driver_elsewhere_joins_the_cluster_through_ray_address(
     expected = [[t.timestamp, t.close_timestamp, t.pnl.pnl_percentage] for t in serial[2]["trades"]]
     assert out["trades"] == expected and expected
     assert ray.is_initialized() and dict(cluster.map(failing_job, [0])) == {0: 0}  # still serving
+
+
+def test_workers_load_the_same_installed_plugins_as_the_driver(cluster: RayExecutor) -> None:
+    here = loaded_plugins({}, None)
+    assert ("ray", "btkit-ray", btkit.__version__, "loaded") in here
+    got = dict(cluster.map(loaded_plugins, range(2)))
+    assert got == {0: here, 1: here}
 
 
 def test_the_plugin_offers_the_ray_executor_through_btkit_executors(btkit_clean: None) -> None:  # noqa: F811
