@@ -15,6 +15,7 @@ import pluggy
 if TYPE_CHECKING:
     from btkit.broker_payloads import BrokerCall
     from btkit.components import (
+        ActionSpec,
         BrokerSpec,
         ExchangeSpec,
         FrameSpec,
@@ -149,3 +150,11 @@ if TYPE_CHECKING:
 def btkit_sizings() -> Sequence[SizingSpec]:
     """Called once when a run collects components. Return the position sizing methods this plugin offers
     (``btkit.accounting.SizingSpec`` records); the run picks one by name (``--sizing NAME[:ARG]``)."""
+
+
+# ============================================================ operations (issue 17: running a bot)
+@hookspec
+def btkit_actions() -> Sequence[ActionSpec]:
+    """Called once when a run collects components. Return the actions this plugin offers
+    (``btkit.ActionSpec`` records: named per-strategy event sinks, e.g. a Telegram notifier); a strategy
+    attaches them by name with ``actions=[...]`` (or ``btkit paper --action NAME``)."""
