@@ -148,6 +148,12 @@ class _Worker:
             self.disabled = True
             self.items.append(None)
             self.cond.notify()
+        close = getattr(self.handler, "close", None)  # optional: release threads and connections
+        if callable(close):
+            try:
+                close()
+            except Exception as exc:
+                log.warning("%s: close raised %s: %s", self.where, type(exc).__name__, exc)
 
     def _serve(self) -> None:
         while True:
