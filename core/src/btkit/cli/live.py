@@ -82,7 +82,7 @@ def cmd_live(args: argparse.Namespace, *, paper: bool) -> int:
     strategy = run_value(args, settings, "strategy", DEMO["strategy"])
     exchange = exchange_name(args, settings, DEMO["exchange"])
     symbols = symbols_of(args, settings)
-    configure_actions(args, settings)
+    configure_actions(args, settings, strategy)
     clock: Any = None
     if args.replay_from:
         end = parse_day(args.replay_to) if args.replay_to else None
@@ -198,9 +198,10 @@ def cmd_live(args: argparse.Namespace, *, paper: bool) -> int:
     return EXIT_FAILED if failed else 0
 
 
-def configure_actions(args: argparse.Namespace, settings: dict[str, dict[str, Any]]) -> None:
-    """``--action NAME`` (repeatable) or ``[actions] apply = [...]``, with ``[actions.<name>]`` options."""
-    from btkit.ops.actions import use_actions
+def configure_actions(args: argparse.Namespace, settings: dict[str, dict[str, Any]], strategy: str) -> None:
+    """``--action NAME`` (repeatable) or ``[actions] apply = [...]``, with ``[actions.<name>]`` options;
+    the handlers are built now, so a bad option (a missing token) stops the run before it trades."""
+    from btkit.ops.actions import HUB, use_actions
 
     section = dict(settings.get("actions", {}))
     apply = section.pop("apply", [])
@@ -210,6 +211,7 @@ def configure_actions(args: argparse.Namespace, settings: dict[str, dict[str, An
         register_option_secrets(body)
     try:
         use_actions(names, options)
+        HUB.prepare(strategy)
     except BtkitError as exc:
         raise CliError(str(exc)) from None
 

@@ -93,6 +93,7 @@ class _Worker:
         self.dropped = 0
         self.timeouts = 0
         self.disabled = False
+        self.started = False  # on_start offered (at the first event of the strategy)
         self._last_drop_report = 0.0
         self._runner = self._new_runner()
         self.thread = threading.Thread(
@@ -217,7 +218,7 @@ class ActionHub:
         self._plugin_actions: dict[str, ActionSpec] | None = None
         self._plugin_strategies: dict[str, Any] | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.unknown_reported: set[str] = set()
+        self.failed: set[tuple[str, str]] = set()
 
     # ------------------------------------------------------------ resolution
     def _plugins(self) -> tuple[dict[str, ActionSpec], dict[str, Any]]:
@@ -273,34 +274,48 @@ class ActionHub:
     def _worker(self, name: str, strategy: str, first: Any) -> _Worker | None:
         key = (name, strategy)
         worker = self.workers.get(key)
-        if worker is not None:
+        if worker is not None and worker.started:
             return worker
+        if key in self.failed:
+            return None
         with self.lock:
             worker = self.workers.get(key)
-            if worker is not None:
-                return worker
-            try:
-                spec = self.spec(name)
-                handler = spec.handler
-                if handler is None:
-                    assert spec.factory is not None
-                    handler = spec.factory(**self.options.get(name, {}))
-            except Exception as exc:
-                if key not in self.unknown_reported:
-                    self.unknown_reported.add(key)  # type: ignore[arg-type]
+            if worker is None:
+                try:
+                    worker = self._build(name, strategy)
+                except Exception as exc:
+                    self.failed.add(key)  # reported once; the strategy trades on without the action
                     self.report(exc, f"{ERROR_PREFIX}{name} of strategy {strategy}: cannot start")
-                return None
-            worker = self.workers[key] = _Worker(self, spec, strategy, handler)
-            worker.offer(
-                "on_start",
-                ActionStart(
-                    action_name=name,
-                    strategy_name=strategy,
-                    symbol=getattr(first, "symbol", ""),
-                    backtest=bool(getattr(first, "backtest", False)),
-                ),
-            )
+                    return None
+            if not worker.started:
+                worker.started = True
+                worker.offer(
+                    "on_start",
+                    ActionStart(
+                        action_name=name,
+                        strategy_name=strategy,
+                        symbol=getattr(first, "symbol", ""),
+                        backtest=bool(getattr(first, "backtest", False)),
+                    ),
+                )
             return worker
+
+    def _build(self, name: str, strategy: str) -> _Worker:
+        spec = self.spec(name)
+        handler = spec.handler
+        if handler is None:
+            assert spec.factory is not None
+            handler = spec.factory(**self.options.get(name, {}))
+        worker = self.workers[(name, strategy)] = _Worker(self, spec, strategy, handler)
+        return worker
+
+    def prepare(self, strategy: str) -> None:
+        """Build the handlers of ``strategy``'s actions now, raising what a factory raises (the CLI
+        refuses a bad option before the run instead of reporting it at the first event)."""
+        with self.lock:
+            for name in self.action_names(strategy):
+                if (name, strategy) not in self.workers:
+                    self._build(name, strategy)
 
     # ------------------------------------------------------------ the tap
     def tap(self, stream: str, payload: Any) -> None:
@@ -378,7 +393,7 @@ class ActionHub:
             self.extra = ()
             self.options = {}
             self._plugin_actions = self._plugin_strategies = None
-            self.unknown_reported.clear()
+            self.failed.clear()
 
 
 def _any_plugin_action_possible() -> bool:
