@@ -13,17 +13,17 @@ from btkit.defaults import smacross
 from btkit.errors import ConfigError
 from btkit.ops.actions import HUB, drain_actions
 
-FRAME = ("2024-02-01T00:00:00", "2024-02-03T00:00:00")
+FRAME = ("2024-02-01T00:00:00", "2024-02-01T14:00:00")  # two trades (10:45-11:28, 12:00-13:25)
 
 
 @pytest.fixture(autouse=True)
 def _clean(btkit_clean: None) -> None:
-    btkit.add_frame("two-days", *FRAME)
+    btkit.add_frame("frame", *FRAME)
 
 
 def trades(strategy: str) -> list[tuple[Any, ...]]:
     out = []
-    for r in btkit.Backtest.run("BTCUSDT", strategy=strategy, exchange="sim", frame="two-days"):
+    for r in btkit.Backtest.run("BTCUSDT", strategy=strategy, exchange="sim", frame="frame"):
         if r.action in ("opened", "closed"):
             pnl = r.pnl.pnl_percentage if r.action == "closed" else None
             out.append((r.action, r.timestamp, r.current_price, pnl))
@@ -128,7 +128,7 @@ def test_slow_action_under_load_drops_and_reports_but_trades_identically() -> No
 
         def on_ping(self, p: Any) -> None:
             SlowPings.calls += 1
-            time.sleep(0.005)
+            time.sleep(0.02)
 
     btkit.add_action("slowpings", SlowPings(), queue_size=8, timeout_seconds=1)
     started = time.monotonic()
@@ -138,7 +138,7 @@ def test_slow_action_under_load_drops_and_reports_but_trades_identically() -> No
     time.sleep(0.1)
     dropped = [e for e in seen if "queue full" in str(e)]
     assert dropped and SlowPings.calls > 0
-    # one ping per candle: 2 days x 1440 — handling each at 5 ms would take > 14 s
+    # one ping per candle: 840 candles — handling each at 20 ms would take > 16 s
     assert elapsed < 10
 
 
@@ -146,3 +146,58 @@ def test_unknown_action_is_refused_by_name() -> None:
     with pytest.raises(ConfigError, match="no action named 'nope'"):
         btkit.ops.actions.use_actions(["nope"])
     assert HUB.extra == ()
+
+
+def test_a_plugin_offers_an_action_through_btkit_actions(btkit_plugin: Any) -> None:
+    built: list[dict[str, Any]] = []
+
+    class Counter:
+        def __init__(self, **options: Any) -> None:
+            built.append(options)
+            self.closed = 0
+
+        def on_signal(self, result: Any) -> None:
+            self.closed += result.action == "closed"
+
+    class Plugin:
+        @btkit.hookimpl
+        def btkit_actions(self) -> list[btkit.ActionSpec]:
+            return [btkit.ActionSpec(name="counter", factory=Counter, dist="btkit-counter")]
+
+    btkit_plugin(Plugin())
+    baseline = trades(strategy_with())
+    use = btkit.ops.actions.use_actions
+    use([], {"counter": {"label": "x"}})
+    assert trades(strategy_with("counter")) == baseline
+    assert drain_actions(10)
+    assert built == [{"label": "x"}]  # one handler for the strategy, built with its options
+    (worker,) = [w for (name, _), w in HUB.workers.items() if name == "counter"]
+    assert worker.handler.closed == sum(1 for a, *_ in baseline if a == "closed")
+
+
+def test_on_broker_receives_the_broker_calls_that_did_not_confirm(tmp_path: Any) -> None:
+    from datetime import UTC, datetime
+
+    got: list[Any] = []
+
+    class Rec:
+        def on_broker(self, outcome: Any) -> None:
+            got.append(outcome)
+
+    class Refusing:  # an in-code broker that never confirms an open
+        def on_signal_open_commit(self, payload: Any) -> bool:
+            return False
+
+    btkit.add_action("brk", Rec())
+    btkit.add_strategy("sma-brk", smacross.get_signal, interval="5m", actions=["brk"])
+    btkit.Broker.use_adapter(Refusing())
+    btkit.Broker.enable()
+    btkit.use_persistence("file", root=str(tmp_path / "dump"))
+    start, end = datetime(2024, 2, 1, 10, 0, tzinfo=UTC), datetime(2024, 2, 1, 11, 0, tzinfo=UTC)
+    handle = btkit.Live.background("BTCUSDT", strategy="sma-brk", exchange="sim", clock=btkit.ReplayClock(start, end=end))
+    assert handle.join(60)
+    btkit.Live.shutdown()
+    assert drain_actions(10)
+    assert got, "the refused open reached no action"
+    assert {(o.symbol, o.strategy_name, o.verdict) for o in got} == {("BTCUSDT", "sma-brk", "transient")}
+    assert all(o.method == "on_signal_open_commit" for o in got)

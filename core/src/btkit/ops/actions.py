@@ -258,6 +258,8 @@ class ActionHub:
         return spec
 
     def want(self, stream: str, strategy: Any) -> bool:
+        if not self.extra and not getattr(strategy, "actions", ()):
+            return False  # the common case, on every tick: no action attached
         method = METHOD_OF_STREAM.get(stream)
         if method is None:
             return False
