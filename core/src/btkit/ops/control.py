@@ -33,13 +33,20 @@ KINDS = ("stop", "force-close")
 POLL_SECONDS = 0.5
 
 
+def private_dir(dump_dir: Path, sub: str | Path) -> Path:
+    """``dump_dir/sub``, created owner-only (0700) like the state directory itself."""
+    dump_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    folder = dump_dir / sub
+    folder.mkdir(exist_ok=True, mode=0o700)
+    return folder
+
+
 # ---------------------------------------------------------------- control requests
 def write_request(dump_dir: Path, kind: str, symbol: str | None = None) -> dict[str, Any]:
     """Write one request atomically (temp file + rename); returns it (with its ``id``)."""
     if kind not in KINDS:
         raise ValueError(f"unknown control request {kind!r}")
-    folder = dump_dir / CONTROL_DIR
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    folder = private_dir(dump_dir, CONTROL_DIR)
     req = {"id": uuid.uuid4().hex[:12], "kind": kind, "symbol": symbol, "requested_at": _now_ms()}
     tmp = folder / f".{req['id']}.tmp"
     tmp.write_text(json.dumps(req), encoding="utf-8")
@@ -112,14 +119,17 @@ class Journal:
     """Appends the bot's events to ``<dump>/live/events.jsonl`` (listeners on the event streams)."""
 
     def __init__(self, dump_dir: Path) -> None:
+        self.dump_dir = dump_dir
         self.path = dump_dir / JOURNAL
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
 
     def write(self, kind: str, **fields: Any) -> None:
         line = json.dumps({"ts": _now_ms(), "kind": kind, **fields}, default=str)
-        with self._lock, open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(mask(line) + "\n")
+        with self._lock:
+            if not self.path.parent.is_dir():  # created at the first event, never before the run starts
+                private_dir(self.dump_dir, JOURNAL.parent)
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.write(mask(line) + "\n")
 
     def on_signal(self, result: Any) -> None:
         if result.action not in ("opened", "closed", "cancelled", "scheduled"):
