@@ -340,6 +340,8 @@ class ActionHub:
                 worker.offer(method, payload)
 
     def broker(self, outcome: BrokerOutcome) -> None:
+        if not self.extra and not self._may_have_actions(outcome.strategy_name):
+            return
         self._remember_loop()
         for name in self.action_names(outcome.strategy_name):
             worker = self._worker(name, outcome.strategy_name, outcome)
