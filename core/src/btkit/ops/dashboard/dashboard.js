@@ -101,7 +101,7 @@ function renderEvents(data) {
     const li = document.createElement("li");
     let text = when(e.time || e.ts) + " " + e.kind;
     if (e.kind === "signal") {
-      text += " " + e.symbol + " " + e.action + " @ " + e.price;
+      text += " " + e.symbol + " " + e.action + " @ " + Number(e.price).toPrecision(8);
       if (e.pnl_percentage != null) text += " pnl " + e.pnl_percentage.toFixed(2) + "%";
     } else if (e.kind === "risk") {
       text += " " + e.symbol + " rejected by " + e.risk + ": " + e.note;
