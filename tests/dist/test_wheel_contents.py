@@ -96,6 +96,8 @@ def test_wheel_holds_only_the_package_and_complete_metadata(
         if dist == "btkit":
             assert re.search(r"^\[console_scripts\]\s*\nbtkit = btkit\.cli:main$", eps, re.M)
             assert "btkit/scaffold/templates/strategy/module.py.tmpl" in names
+            for asset in ("dashboard.html", "dashboard.js", "dashboard.css"):  # btkit serve's page
+                assert f"btkit/ops/dashboard/{asset}" in names
             return
         group = re.search(r"^\[btkit\]\n((?:.+\n?)+)", eps, re.M)
         assert group, f"{dist} has no btkit entry point"

@@ -160,3 +160,10 @@ from btkit.registry import add_array_strategy, add_sizing
 
 __all__ += ["ArrayForm", "add_array_strategy"]
 __all__ += ["SizingRequest", "SizingSpec", "add_sizing", "get_wallet", "set_wallet"]
+
+# ---------------------------------------------------------------- running a bot (issue 17: docs/actions.md)
+from btkit.components import ActionSpec  # noqa: E402
+from btkit.ops.actions import drain_actions  # noqa: E402  (installs the action dispatcher on the events)
+from btkit.registry import add_action  # noqa: E402
+
+__all__ += ["ActionSpec", "add_action", "drain_actions"]

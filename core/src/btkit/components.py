@@ -150,6 +150,8 @@ class StrategySpec:
     callbacks: Any = None
     dist: str = "<code>"
     array: ArrayForm | None = None  # the array form (issue 13); exactly one of get_signal / array
+    #: names of the actions (``btkit.ActionSpec``) that receive this strategy's events (docs/actions.md)
+    actions: Sequence[str] = attrs.field(default=(), converter=tuple)
 
     def __attrs_post_init__(self) -> None:
         if (self.get_signal is None) == (self.array is None):
@@ -209,6 +211,49 @@ class PersistenceBackendSpec:
     dist: str = "<code>"
 
 
+ACTION_METHODS = (
+    "on_start",
+    "on_signal",
+    "on_ping",
+    "on_partial",
+    "on_breakeven",
+    "on_risk_rejected",
+    "on_broker",
+    "on_error",
+    "on_stop",
+)
+
+
+def _positive_number(inst: Any, a: attrs.Attribute, v: Any) -> None:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+        raise ConfigError(f"action {inst.name!r}: {a.name} must be a positive number, got {v!r}")
+
+
+@attrs.frozen(kw_only=True)
+class ActionSpec:
+    """An action: a named per-strategy event sink (docs/actions.md). Give ``handler`` (an object with any
+    of the ``on_*`` methods in :data:`ACTION_METHODS`) or ``factory(**options)`` returning one; it is built
+    once per strategy that lists the action. Each runs on its own worker thread with a bounded queue
+    (``queue_size``) and a per-call time limit (``timeout_seconds``): it never blocks trading."""
+
+    name: str = attrs.field(validator=_name)
+    factory: Callable[..., Any] | None = attrs.field(default=None, validator=_opt_callable)
+    handler: Any = None
+    queue_size: int = 1000
+    timeout_seconds: float = attrs.field(default=5.0, validator=_positive_number)
+    dist: str = "<code>"
+
+    def __attrs_post_init__(self) -> None:
+        if (self.factory is None) == (self.handler is None):
+            raise ConfigError(f"action {self.name!r}: give exactly one of factory or handler")
+        if isinstance(self.queue_size, bool) or not isinstance(self.queue_size, int) or self.queue_size < 1:
+            raise ConfigError(f"action {self.name!r}: queue_size must be a whole number >= 1")
+        if self.handler is not None and not any(hasattr(self.handler, m) for m in ACTION_METHODS):
+            raise ConfigError(
+                f"action {self.name!r}: the handler has none of the methods {', '.join(ACTION_METHODS)}"
+            )
+
+
 COMPONENT_KINDS: dict[str, type] = {
     "exchange": ExchangeSpec,
     "strategy": StrategySpec,
@@ -216,4 +261,5 @@ COMPONENT_KINDS: dict[str, type] = {
     "risk": RiskSpec,
     "broker": BrokerSpec,
     "persistence": PersistenceBackendSpec,
+    "action": ActionSpec,
 }

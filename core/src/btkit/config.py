@@ -166,7 +166,7 @@ def reset_config() -> EngineConfig:
 
 
 # ---------------------------------------------------------------- btkit.toml + environment
-SECTIONS = ("run", "exchange", "broker", "persistence", "risk", "engine", "wallet", "sizing")
+SECTIONS = ("run", "exchange", "broker", "persistence", "risk", "engine", "wallet", "sizing", "actions")
 # keys the host reads itself; [broker]/[persistence] options go to the plugin, which checks its own, and
 # [exchange.<name>] tables belong to exchange plugins
 KNOWN_KEYS = {

@@ -50,6 +50,20 @@ class ErrorEvent:
 
 
 _listeners: dict[str, list[Callback]] = {name: [] for name in STREAMS}
+#: process-wide observers of every stream, called after the listeners with ``(stream, payload)``; they
+#: must return at once (the action dispatcher, ``btkit.ops.actions``, only enqueues). ``clear`` keeps them.
+_taps: list[Callable[[str, Any], None]] = []
+
+
+def add_tap(tap: Callable[[str, Any], None]) -> Callable[[], None]:
+    """Observe every emitted event (infrastructure: the action dispatcher); returns a remover."""
+    _taps.append(tap)
+
+    def remove() -> None:
+        with contextlib.suppress(ValueError):
+            _taps.remove(tap)
+
+    return remove
 
 
 def subscribe(stream: str, callback: Callback) -> Callable[[], None]:
@@ -66,8 +80,19 @@ def subscribe(stream: str, callback: Callback) -> Callable[[], None]:
     return unsubscribe
 
 
-def has_listeners(stream: str) -> bool:
-    return bool(_listeners[stream])
+#: ``want(stream, strategy_spec) -> bool``: a tap that needs a stream the engine only emits on demand
+#: (pings, level events) for that strategy (an action with ``on_ping`` attached to it)
+_wants: list[Callable[[str, Any], bool]] = []
+
+
+def add_want(want: Callable[[str, Any], bool]) -> None:
+    _wants.append(want)
+
+
+def has_listeners(stream: str, strategy: Any = None) -> bool:
+    if _listeners[stream]:
+        return True
+    return strategy is not None and any(want(stream, strategy) for want in _wants)
 
 
 def clear() -> None:
@@ -88,6 +113,11 @@ async def emit(stream: str, payload: Any) -> None:
                 continue
             log.warning("listener on %s raised %s: %s", stream, type(exc).__name__, exc)
             await emit("error", ErrorEvent(exc, f"a listener on {stream}"))
+    for tap in _taps:
+        try:
+            tap(stream, payload)
+        except Exception:
+            log.exception("an event tap raised on %s", stream)
 
 
 def _listen(stream: str) -> Callable[[Callback], Callable[[], None]]:

@@ -15,6 +15,7 @@ import pluggy
 if TYPE_CHECKING:
     from btkit.broker_payloads import BrokerCall
     from btkit.components import (
+        ActionSpec,
         BrokerSpec,
         ExchangeSpec,
         FrameSpec,
@@ -160,3 +161,11 @@ if TYPE_CHECKING:
 def btkit_executors() -> Sequence[ExecutorSpec]:
     """Called once when a research run collects components. Return the executors this plugin offers
     (``btkit.research.executors.ExecutorSpec`` records); the run picks one by name (``--executor NAME``)."""
+
+
+# ============================================================ operations (issue 17: running a bot)
+@hookspec
+def btkit_actions() -> Sequence[ActionSpec]:
+    """Called once when a run collects components. Return the actions this plugin offers
+    (``btkit.ActionSpec`` records: named per-strategy event sinks, e.g. a Telegram notifier); a strategy
+    attaches them by name with ``actions=[...]`` (or ``btkit paper --action NAME``)."""

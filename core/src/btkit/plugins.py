@@ -34,6 +34,7 @@ import pluggy
 from btkit import hookspecs
 from btkit.accounting.sizing import SizingSpec
 from btkit.components import (
+    ActionSpec,
     BrokerSpec,
     ExchangeSpec,
     FrameSpec,
@@ -57,6 +58,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "btkit.defaults.smacross",
     "btkit.defaults.smacross_array",  # the demo in the array form (issue 13)
     "btkit.defaults.sizings",
+    "btkit.ops.actions",  # broker outcomes for actions (btkit_commit_failed), docs/actions.md
 )
 
 
@@ -288,6 +290,7 @@ _KINDS: dict[str, tuple[str, type]] = {
     "broker": ("btkit_brokers", BrokerSpec),
     "persistence": ("btkit_persistence_backends", PersistenceBackendSpec),
     "sizing": ("btkit_sizings", SizingSpec),
+    "action": ("btkit_actions", ActionSpec),
 }
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from btkit.accounting.sizing import SizingSpec
 from btkit.components import (
+    ActionSpec,
     BrokerSpec,
     ExchangeSpec,
     FrameSpec,
@@ -38,6 +39,7 @@ class CodeRegistry:
         self.brokers: dict[str, BrokerSpec] = {}
         self.backends: dict[str, PersistenceBackendSpec] = {}
         self.sizings: dict[str, SizingSpec] = {}
+        self.actions: dict[str, ActionSpec] = {}
 
     @hookimpl
     def btkit_exchanges(self) -> list[ExchangeSpec]:
@@ -66,6 +68,10 @@ class CodeRegistry:
     @hookimpl
     def btkit_sizings(self) -> list[SizingSpec]:
         return list(self.sizings.values())
+
+    @hookimpl
+    def btkit_actions(self) -> list[ActionSpec]:
+        return list(self.actions.values())
 
 
 CODE = CodeRegistry()
@@ -98,10 +104,18 @@ def add_strategy(
     risk: str | None = None,
     risks: Sequence[str] = (),
     callbacks: Any = None,
+    actions: Sequence[str] = (),
 ) -> StrategySpec:
-    """Register a strategy: ``get_signal(symbol, when, current_price) -> Signal | dict | None``."""
+    """Register a strategy: ``get_signal(symbol, when, current_price) -> Signal | dict | None``;
+    ``actions`` names the actions that receive its events (docs/actions.md)."""
     spec = StrategySpec(
-        name=name, get_signal=get_signal, interval=interval, risk=risk, risks=risks, callbacks=callbacks
+        name=name,
+        get_signal=get_signal,
+        interval=interval,
+        risk=risk,
+        risks=risks,
+        callbacks=callbacks,
+        actions=actions,
     )
     CODE.strategies[name] = spec
     return spec
@@ -135,6 +149,7 @@ def add_array_strategy(
     risk: str | None = None,
     risks: Sequence[str] = (),
     callbacks: Any = None,
+    actions: Sequence[str] = (),
 ) -> StrategySpec:
     """Register an array-form strategy: ``populate(candles)`` returns the per-bar requests
     (docs/array-strategies.md)."""
@@ -143,7 +158,9 @@ def add_array_strategy(
     form = ArrayForm(
         populate=populate, window=window, pandas=pandas, informative=informative, defaults=defaults or {}
     )
-    spec = StrategySpec(name=name, array=form, interval=interval, risk=risk, risks=risks, callbacks=callbacks)
+    spec = StrategySpec(
+        name=name, array=form, interval=interval, risk=risk, risks=risks, callbacks=callbacks, actions=actions
+    )
     CODE.strategies[name] = spec
     return spec
 
@@ -152,4 +169,22 @@ def add_sizing(name: str, size: Callable[..., Any], description: str = "") -> Si
     """Register a position sizing method: ``size(request, args) -> cost`` (see docs/wallet-and-sizing.md)."""
     spec = SizingSpec(name=name, size=size, description=description)
     CODE.sizings[name] = spec
+    return spec
+
+
+def add_action(
+    name: str,
+    handler: Any = None,
+    *,
+    factory: Callable[..., Any] | None = None,
+    queue_size: int = 1000,
+    timeout_seconds: float = 5.0,
+) -> ActionSpec:
+    """Register an action: ``handler`` is an object with any of ``on_signal``, ``on_ping``,
+    ``on_partial``, ``on_breakeven``, ``on_risk_rejected``, ``on_broker``, ``on_error``, ``on_start``,
+    ``on_stop`` (or pass ``factory(**options)`` building one per strategy). See docs/actions.md."""
+    spec = ActionSpec(
+        name=name, handler=handler, factory=factory, queue_size=queue_size, timeout_seconds=timeout_seconds
+    )
+    CODE.actions[name] = spec
     return spec

@@ -92,6 +92,7 @@ def cmd_live(args: argparse.Namespace, *, paper: bool) -> int:
     exchange = exchange_name(args, settings, DEMO["exchange"])
     symbols = symbols_of(args, settings)
     check_run(strategy, exchange, symbols)
+    configure_actions(args, settings, strategy)
     clock: Any = None
     if replay is not None:  # a rehearsal: its own state, never the wall-clock one (and never resumed wrongly)
         rehearsal.apply_namespace(live.SETTINGS, rehearsal.namespace(*replay))
@@ -135,9 +136,14 @@ def cmd_live(args: argparse.Namespace, *, paper: bool) -> int:
         state_root=Path(state_root) if state_root else None,
     )
     check_paths(paths, what=f"btkit {mode}")  # every path it will write, before anything trades
+    from btkit.ops.control import ControlWatcher, Journal
+
+    root = Path(args.dump_dir or "./dump")
+    Journal(root).subscribe()  # what btkit serve shows as logs, risk rejections and recent events
     handles = [
         btkit.Live.background(sym, strategy=strategy, exchange=exchange, clock=clock) for sym in symbols
     ]
+    watcher = ControlWatcher(root, lambda req: apply_control(req, handles)).start()
     print(
         mask(
             f"{mode}: {strategy} on {exchange} {', '.join(map(_printable, symbols))} — state in "
@@ -181,6 +187,11 @@ def cmd_live(args: argparse.Namespace, *, paper: bool) -> int:
             interrupts["n"] += 1
             for h in handles:
                 h.stop()
+    watcher.close()
+    from btkit.ops.actions import drain_actions
+
+    if not drain_actions(30.0):
+        print("some action events were still queued after 30 s; they are dropped", file=sys.stderr)
     failed = [h for h in handles if h.error is not None]
     never_started = {h.instance.symbol for h in failed if not h.event_list}
     for sym in symbols:
@@ -217,6 +228,52 @@ def cmd_live(args: argparse.Namespace, *, paper: bool) -> int:
     return 0
 
 
+def configure_actions(args: argparse.Namespace, settings: dict[str, dict[str, Any]], strategy: str) -> None:
+    """``--action NAME`` (repeatable) or ``[actions] apply = [...]``, with ``[actions.<name>]`` options;
+    the handlers are built now, so a bad option (a missing token) stops the run before it trades."""
+    from btkit.ops.actions import HUB, use_actions
+
+    section = dict(settings.get("actions", {}))
+    apply = section.pop("apply", [])
+    names = list(args.action or ([apply] if isinstance(apply, str) else apply))
+    options = {k: v for k, v in section.items() if isinstance(v, dict)}
+    for body in options.values():
+        register_option_secrets(body)
+    try:
+        use_actions(names, options)
+        HUB.prepare(strategy)
+    except BtkitError as exc:
+        raise CliError(str(exc)) from None
+
+
+def apply_control(req: dict[str, Any], handles: list[Any]) -> str:
+    """Honour one ``btkit serve`` control request on the live loop (docs/serve-api.md)."""
+    if req.get("kind") == "stop":
+        for h in handles:
+            h.stop()
+        return "stopping gracefully: no new signals; open positions run to TP/SL/expiry"
+    if req.get("kind") == "force-close":
+        symbol = req.get("symbol")
+        for h in handles:
+            if h.instance.symbol == symbol and not h.done:
+                return "closing on the next tick" if _force_close(h) else "no open position"
+        return f"{symbol!r} does not run in this process"
+    return f"unknown request {req.get('kind')!r}"
+
+
+def _force_close(handle: Any) -> bool:
+    from btkit.commands import commit_close_pending
+    from btkit.context import entered
+
+    inst = handle.instance
+
+    async def close() -> bool:  # on the live loop, between two ticks of the instance
+        with entered(inst.context(inst.run.now_ms())):
+            return commit_close_pending(inst.symbol)
+
+    return bool(handle.session.submit(close()).result(10))
+
+
 def register(sub: Any) -> None:
     for verb, paper in (("paper", True), ("live", False)):
         sp = sub.add_parser(
@@ -234,5 +291,10 @@ def register(sub: Any) -> None:
         sp.add_argument("--speed", type=float, help="replay speed (600 = 10 simulated minutes per second)")
         sp.add_argument(
             "--fresh", action="store_true", help="start the replay's own state over (only with --replay-from)"
+        )
+        sp.add_argument(
+            "--action",
+            action="append",
+            help="attach an action (e.g. telegram) to the run's strategy; repeatable (docs/actions.md)",
         )
         sp.set_defaults(func=lambda a, paper=paper: cmd_live(a, paper=paper), broker=None)

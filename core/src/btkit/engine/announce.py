@@ -67,7 +67,7 @@ async def ping(inst: StrategyInstance, stream: str, when: int, price: float, row
 
 
 async def levels(inst: StrategyInstance, row: SignalRow, o: Observation, when: int) -> None:
-    if not any(events.has_listeners(s) for s in LEVEL_STREAMS):
+    if not any(events.has_listeners(s, inst.strategy) for s in LEVEL_STREAMS):
         return
     levels = inst.state.levels if inst.state.levels.signal_id == row.id else Levels(signal_id=row.id)
     to_tp, to_sl = machine.progress(row, o.vwap)

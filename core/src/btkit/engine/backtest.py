@@ -168,7 +168,7 @@ async def run_backtest(
             # skip the rest of the bucket only when it is used up: a bucket released by a risk
             # rejection must be retried on the next tick (10-lifecycle.md §3.1)
             used = inst.state.strategy.last_bucket == (ts // bucket) * bucket
-            if idle and used and not events.has_listeners("idle_ping"):
+            if idle and used and not events.has_listeners("idle_ping", inst.strategy):
                 next_bucket = (ts // bucket + 1) * bucket
                 # array-form strategies (issue 13): jump to the next bucket whose bar requests a signal
                 next_bucket = arrays.skip_to(inst, next_bucket)

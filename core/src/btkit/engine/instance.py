@@ -453,7 +453,7 @@ class StrategyInstance:
             self.state = attrs.evolve(self.state, strategy=attrs.evolve(st, last_bucket=None))
 
     async def _idle(self, when: int, price: float | None) -> TickResult:
-        if events.has_listeners("idle_ping"):
+        if events.has_listeners("idle_ping", self.strategy):
             if price is None:
                 price = await self.market.vwap(self.symbol, when)
             await announce.ping(self, "idle_ping", when, price, None)
@@ -641,7 +641,7 @@ class StrategyInstance:
             await self._count_check(verdict, row)
             if verdict.kind == "deleted":
                 return await self._cancel(CancelDecision("user", o.vwap, when), row, notify=False)
-        if events.has_listeners("schedule_ping"):
+        if events.has_listeners("schedule_ping", self.strategy):
             await announce.ping(self, "schedule_ping", when, o.vwap, row)
         return self._result(Waiting, when, o.vwap, row)
 
@@ -695,7 +695,7 @@ class StrategyInstance:
         if row is not self.state.pending:  # a new best/worst price: persisted like any other change
             self._commit(attrs.evolve(self.state, pending=row))
         await announce.levels(self, row, o, when)
-        if events.has_listeners("active_ping"):
+        if events.has_listeners("active_ping", self.strategy):
             await announce.ping(self, "active_ping", when, o.vwap, row)
             row = self.state.pending or row
         await self._run_commands(when, o)

@@ -58,6 +58,9 @@ def reset_btkit() -> None:
 
     PersistSignalAdapter.use(None)
     backtest._results.clear()
+    from btkit.ops.actions import HUB
+
+    HUB.reset()
 
 
 @pytest.fixture
