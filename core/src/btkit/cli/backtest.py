@@ -8,8 +8,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import attrs
-
 from btkit.cli.common import (
     DEMO,
     add_run_options,
@@ -27,58 +25,67 @@ from btkit.cli.common import (
 
 
 class _Progress:
+    """Backtest progress events → one bar per symbol (one labelled "portfolio" for a lockstep run)."""
+
     def __init__(self) -> None:
-        self.tty = sys.stderr.isatty()
-        self.last = -1
-        self.quarter = -1
-        self.portfolio: str | None = None  # set: one line for the lockstep run, labelled "portfolio"
+        from btkit.cli.terminal import ProgressBars
+
+        self.bars = ProgressBars()
+        self.portfolio: str | None = None  # set: one bar for the lockstep run, labelled "portfolio"
 
     def __call__(self, p: Any) -> None:
+        label = p.symbol
         if self.portfolio is not None:
             if p.symbol != self.portfolio:
                 return
-            p = attrs.evolve(p, symbol="portfolio")
-        pct = int(p.progress * 100)
-        if pct == self.last:
-            return
-        self.last = pct
-        if self.tty:
-            bar = "#" * (pct // 4) + "-" * (25 - pct // 4)
-            sys.stderr.write(f"\r{p.symbol:<12} [{bar}] {pct:3d}%")
-            if pct >= 100:
-                sys.stderr.write("\n")
-            sys.stderr.flush()
-        elif pct // 25 != self.quarter:
-            self.quarter = pct // 25
-            sys.stderr.write(f"{p.symbol}: {pct}%\n")
+            label = "portfolio"
+        self.bars.update(label, p.processed_frames, p.total_frames)
 
 
-def _summary(rows: list[tuple[str, Any]]) -> str:
+def _cells(label: str, s: Any) -> list[str]:
+    return [
+        label,
+        str(s.total_signals),
+        fmt(s.win_rate, "%"),
+        fmt(s.total_return, "%"),
+        fmt(s.total_pnl, "%"),
+        fmt(s.total_pnl_cost),
+        fmt(s.sharpe_ratio, digits=3),
+        fmt(s.max_drawdown, "%"),
+    ]
+
+
+def _summary(rows: list[tuple[str, Any]], total: Any | None = None) -> str:
+    """Per-symbol rows and, for several symbols, a totals row over all their trades (taken one after
+    another by close time: the compounded return and drawdown of that sequence, not of a portfolio)."""
+    from btkit.cli.terminal import table
+
     # compounded return first; the sum of per-trade percentages is labelled as such (never a return)
     header = ("symbol", "trades", "win rate", "return", "Σ trade %", "pnl $", "sharpe/trade", "max drawdown")
-    table = [header]
-    for symbol, s in rows:
-        table.append(
-            (
-                symbol,
-                str(s.total_signals),
-                fmt(s.win_rate, "%"),
-                fmt(s.total_return, "%"),
-                fmt(s.total_pnl, "%"),
-                fmt(s.total_pnl_cost),
-                fmt(s.sharpe_ratio, digits=3),
-                fmt(s.max_drawdown, "%"),
-            )
+    body = [_cells(symbol, s) for symbol, s in rows]
+    return table(header, body, total=_cells("total", total) if total is not None else None)
+
+
+def _formats(args: argparse.Namespace) -> tuple[str, ...]:
+    """``--report`` (default html,md): HTML needs bokeh, PNG matplotlib (extra ``btkit[plot]``). Asked for
+    explicitly and missing → a usage error before the run; the default HTML is skipped with a note."""
+    from btkit.reporting.charts import require
+    from btkit.reporting.dump import DEFAULT_FORMATS, parse_formats, plot_extra_installed
+
+    if args.report is None:
+        if plot_extra_installed("bokeh"):
+            return DEFAULT_FORMATS
+        print(
+            "note: no HTML report (bokeh is not installed: pip install 'btkit[plot]'); writing markdown",
+            file=sys.stderr,
         )
-    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
-    lines = [
-        "  ".join(
-            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))
-        )
-        for r in table
-    ]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+        return ("md",)
+    formats = parse_formats(args.report)
+    if "html" in formats and not plot_extra_installed("bokeh"):
+        require("bokeh", "--report html")
+    if "png" in formats and not plot_extra_installed("matplotlib"):
+        require("matplotlib", "--report png")
+    return formats
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
@@ -86,8 +93,12 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     from btkit.accounting.view import terminal_lines
     from btkit.engine.accounts import backtest_portfolio
     from btkit.market import wall_clock_ms
-    from btkit.report import dump_portfolio_report, export_trades, report_filename
+    from btkit.reporting.dump import dump_portfolio_report
+    from btkit.reporting.family import PERFORMANCE
+    from btkit.reporting.files import export_trades, report_filename
+    from btkit.stats import compute_statistics
 
+    formats = _formats(args)
     settings = settings_for(args)
     load_strategy_files(args, settings)
     strategy = run_value(args, settings, "strategy", DEMO["strategy"])
@@ -111,32 +122,51 @@ def cmd_backtest(args: argparse.Namespace) -> int:
             f"portfolio: {len(symbols)} symbols share risk profiles or a wallet; run in lockstep minute by minute"
         )
         progress.portfolio = symbols[0]
-        for _ in btkit.Backtest.run_portfolio(
-            symbols, strategy=strategy, exchange=exchange, frame=frame, risks=risks
-        ):
-            pass
+        try:
+            with PERFORMANCE.timed("backtest: portfolio run"):
+                for _ in btkit.Backtest.run_portfolio(
+                    symbols, strategy=strategy, exchange=exchange, frame=frame, risks=risks
+                ):
+                    pass
+        finally:
+            progress.bars.close()
     else:
-        for symbol in symbols:
-            for _ in btkit.Backtest.run(
-                symbol, strategy=strategy, exchange=exchange, frame=frame, risks=risks
-            ):
-                pass
+        try:
+            for symbol in symbols:
+                with PERFORMANCE.timed("backtest: run per symbol"):
+                    for _ in btkit.Backtest.run(
+                        symbol, strategy=strategy, exchange=exchange, frame=frame, risks=risks
+                    ):
+                        pass
+        finally:
+            progress.bars.close()
     for symbol in symbols:
-        stats = btkit.Backtest.get_data(symbol, strategy=strategy, exchange=exchange, frame=frame)
+        with PERFORMANCE.timed("backtest: statistics"):
+            stats = btkit.Backtest.get_data(symbol, strategy=strategy, exchange=exchange, frame=frame)
         rows.append((symbol, stats))
         reports.append(
-            btkit.Backtest.dump(symbol, strategy=strategy, exchange=exchange, frame=frame, path=dump_dir)
+            btkit.Backtest.dump(
+                symbol, strategy=strategy, exchange=exchange, frame=frame, path=dump_dir, formats=formats
+            )
         )
+        if "html" in formats:
+            reports.append(reports[-1].with_suffix(".html"))
         if args.export:
             target = reports[-1].with_suffix(f".{args.export}")
             export_trades(stats.closed, target, args.export)
             reports.append(target)
-    print(_summary(rows))
+    total = None
+    if len(rows) > 1:
+        everything = [c for _, s in rows for c in s.closed]
+        total = compute_statistics(
+            everything, slippage_pct=rows[0][1].slippage_pct, fee_pct=rows[0][1].fee_pct
+        )
+    print(_summary(rows, total))
     view = backtest_portfolio(symbols, strategy=strategy, exchange=exchange, frame=frame)  # money (issue 12)
     print("\n".join(["", *terminal_lines(view)]))
     name = report_filename("portfolio", strategy, exchange, frame, "backtest", wall_clock_ms())[:-3]
     title = f"Portfolio · {strategy} · {exchange} · {frame}"
-    portfolio = dump_portfolio_report(dump_dir, title, view, name=name)
+    portfolio = dump_portfolio_report(dump_dir, title, view, name=name, formats=formats)
     for path in reports:
         print(f"report: {path}")
     print(f"portfolio report: {portfolio}")
@@ -149,4 +179,9 @@ def register(sub: Any) -> None:
     bt.add_argument("--timerange", help="YYYYMMDD-YYYYMMDD, end exclusive (default: 20240101-20240301)")
     bt.add_argument("--interval", help="frame interval (default: 1m)")
     bt.add_argument("--export", choices=("csv", "json"), help="also export the trades")
+    bt.add_argument(
+        "--report",
+        metavar="FORMATS",
+        help="report formats, comma-separated: html,md,png (default html,md; html/png need btkit[plot])",
+    )
     bt.set_defaults(func=cmd_backtest)
