@@ -66,6 +66,15 @@ def _summary(rows: list[tuple[str, Any]], total: Any | None = None) -> str:
     return table(header, body, total=_cells("total", total) if total is not None else None)
 
 
+def _exports(text: str | None) -> tuple[str, ...]:
+    from btkit.cli.common import CliError
+
+    kinds = tuple(dict.fromkeys(k.strip().lower() for k in (text or "").split(",") if k.strip()))
+    if text is not None and (not kinds or set(kinds) - {"csv", "json"}):
+        raise CliError(f"--export takes csv, json or csv,json; got {text!r}")
+    return kinds
+
+
 def _formats(args: argparse.Namespace) -> tuple[str, ...]:
     """``--report`` (default html,md): HTML needs bokeh, PNG matplotlib (extra ``btkit[plot]``). Asked for
     explicitly and missing → a usage error before the run; the default HTML is skipped with a note."""
@@ -98,7 +107,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     from btkit.reporting.files import export_trades, report_filename
     from btkit.stats import compute_statistics
 
-    formats = _formats(args)
+    formats, exports = _formats(args), _exports(args.export)
     settings = settings_for(args)
     load_strategy_files(args, settings)
     strategy = run_value(args, settings, "strategy", DEMO["strategy"])
@@ -151,9 +160,9 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         )
         if "html" in formats:
             reports.append(reports[-1].with_suffix(".html"))
-        if args.export:
-            target = reports[-1].with_suffix(f".{args.export}")
-            export_trades(stats.closed, target, args.export)
+        for kind in exports:
+            target = reports[-1].with_suffix(f".{kind}")
+            export_trades(stats.closed, target, kind)
             reports.append(target)
     total = None
     if len(rows) > 1:
@@ -178,7 +187,7 @@ def register(sub: Any) -> None:
     add_run_options(bt)
     bt.add_argument("--timerange", help="YYYYMMDD-YYYYMMDD, end exclusive (default: 20240101-20240301)")
     bt.add_argument("--interval", help="frame interval (default: 1m)")
-    bt.add_argument("--export", choices=("csv", "json"), help="also export the trades")
+    bt.add_argument("--export", metavar="csv|json", help="also export the trades (csv, json or csv,json)")
     bt.add_argument(
         "--report",
         metavar="FORMATS",
