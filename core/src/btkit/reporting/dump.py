@@ -14,12 +14,13 @@ from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import attrs
 import numpy as np
 
 from btkit.errors import ConfigError
 from btkit.model import MINUTE_MS
 from btkit.reporting import files
-from btkit.reporting.family import PERFORMANCE, Family, markdown_sections
+from btkit.reporting.family import PERFORMANCE, Family, markdown_sections, performance_data
 from btkit.reporting.markdown import render_markdown
 from btkit.stats import Statistics
 
@@ -132,8 +133,8 @@ def dump_report(
 
     with PERFORMANCE.timed("report: markdown"):
         more = dict(sections or {})
-        if family is not None:
-            more.update(markdown_sections(family))
+        if family is not None:  # with the timings of the HTML/PNG just written
+            more.update(markdown_sections(attrs.evolve(family, performance=performance_data())))
         more.update(report_section(stats, exchange=exchange, mode=mode))
         text = render_markdown(
             title, stats, extra=extra, max_rows=max_rows, equity_image=image, sections=more, html_report=page
