@@ -17,14 +17,21 @@ def btkit_cli(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subpr
     clean = {k: v for k, v in os.environ.items() if not k.startswith("BTKIT") and k != "NO_COLOR"}
     clean.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "btkit.cli", *args], cwd=cwd, env=clean, capture_output=True, text=True, timeout=180
+        [sys.executable, "-m", "btkit.cli", *args],
+        cwd=cwd,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
 
 
 class Run:
     def __init__(self, cwd: Path, out: subprocess.CompletedProcess[str]) -> None:
         self.cwd, self.stdout, self.stderr = cwd, out.stdout, out.stderr
-        paths = [Path(ln.split("report: ", 1)[1]) for ln in out.stdout.splitlines() if ln.startswith("report: ")]
+        paths = [
+            Path(ln.split("report: ", 1)[1]) for ln in out.stdout.splitlines() if ln.startswith("report: ")
+        ]
         self.paths = [(cwd / p).resolve() for p in paths]
 
     def one(self, suffix: str) -> Path:

@@ -51,7 +51,9 @@ def console_errors(stderr: str) -> list[str]:
     return [ln for ln in lines if re.search(r"error|uncaught|failed|refused", ln, re.IGNORECASE)]
 
 
-def test_chromium_shows_the_chart_with_every_trade_and_no_console_errors(demo_run: Run, tmp_path: Path) -> None:
+def test_chromium_shows_the_chart_with_every_trade_and_no_console_errors(
+    demo_run: Run, tmp_path: Path
+) -> None:
     page = demo_run.one(".html")
     with demo_run.one(".csv").open(newline="", encoding="utf-8") as fh:
         trades = list(csv.DictReader(fh))
@@ -59,7 +61,11 @@ def test_chromium_shows_the_chart_with_every_trade_and_no_console_errors(demo_ru
     probe = tmp_path / "probe.html"
     probe.write_text(PROBE.replace("REPORT", page.as_uri()), encoding="utf-8")
     out = run_chromium(
-        "--allow-file-access-from-files", "--virtual-time-budget=20000", "--dump-dom", probe.as_uri(), cwd=tmp_path
+        "--allow-file-access-from-files",
+        "--virtual-time-budget=20000",
+        "--dump-dom",
+        probe.as_uri(),
+        cwd=tmp_path,
     )
     assert out.returncode == 0, out.stderr[-2000:]
     m = re.search(r'<pre id="result">(.*?)</pre>', out.stdout, re.DOTALL)

@@ -76,7 +76,11 @@ def test_a_year_of_1m_with_a_thousand_trades_renders_under_10_mb_and_fast(tmp_pa
     candles = year_of_candles()
     idx = np.arange(100, len(candles) - 600, 500)[:1000]
     trades = [
-        _closed(_row(i, int(candles[k, 0]), float(candles[k, 4])), int(candles[k + 300, 0]), float(candles[k + 300, 4]))
+        _closed(
+            _row(i, int(candles[k, 0]), float(candles[k, 4])),
+            int(candles[k + 300, 0]),
+            float(candles[k + 300, 4]),
+        )
         for i, k in enumerate(idx)
     ]
     stats = compute_statistics(trades)
@@ -95,7 +99,13 @@ def test_a_year_of_1m_with_a_thousand_trades_renders_under_10_mb_and_fast(tmp_pa
 
 def test_research_section_renders_rows_and_a_heatmap() -> None:
     rows = [{"fast": 5, "slow": 20, "sharpe": 1.25}, {"fast": 10, "slow": 30, "sharpe": -0.5}]
-    heat = {"x": [20, 30], "y": [5, 10], "z": [[1.25, 0.3], [0.1, -0.5]], "x_label": "slow", "y_label": "fast"}
+    heat = {
+        "x": [20, 30],
+        "y": [5, 10],
+        "z": [[1.25, 0.3], [0.1, -0.5]],
+        "x_label": "slow",
+        "y_label": "fast",
+    }
     frag = render_research_section("Walker: smacross", rows, heat)
     assert frag.count("<tr>") == 1 + 2 + 1 + 2  # rows table (head + 2) and heatmap (head + 2)
     assert 'data-v="1.25"' in frag and "background:rgb(" in frag and "Walker: smacross" in frag

@@ -104,9 +104,16 @@ def test_html_markdown_csv_and_json_show_the_same_numbers(demo_run: Run) -> None
     assert abs(float(html_stats["Sum of per-trade pnl % (not a return)"].rstrip("%")) - total) < 0.006
     assert int(html_stats["Closed signals"]) == len(json_rows)
     # the family: the same sections in both formats
-    for tab, heading in (("extremes", "Highest profit and max drawdown per signal"), ("heat", "Heat (per symbol)")):
+    for tab, heading in (
+        ("extremes", "Highest profit and max drawdown per signal"),
+        ("heat", "Heat (per symbol)"),
+    ):
         assert f"## {heading}" in md and len(page.tables[tab]) - 1 == len(md_table(md, heading)) - 1
-    assert "## Schedule" in md and "## Partials and breakeven" in md and "## Performance (timing per phase)" in md
+    assert (
+        "## Schedule" in md
+        and "## Partials and breakeven" in md
+        and "## Performance (timing per phase)" in md
+    )
     phases = [r[0] for r in md_table(md, "Performance (timing per phase)")[1:]]
     assert "backtest: run per symbol" in phases and "report: html" in phases
 
@@ -142,7 +149,9 @@ def test_the_summary_is_a_table_and_progress_is_plain_when_not_a_tty(demo_run: R
     header = next(ln for ln in demo_run.stdout.splitlines() if ln.startswith("symbol") and "win rate" in ln)
     assert header.split()[:3] == ["symbol", "trades", "win"]
     progress = [ln for ln in demo_run.stderr.splitlines() if ln.startswith("progress ")]
-    assert progress[0].startswith("progress BTCUSDT 0%") and progress[-1].startswith("progress BTCUSDT 100% eta")
+    assert progress[0].startswith("progress BTCUSDT 0%") and progress[-1].startswith(
+        "progress BTCUSDT 100% eta"
+    )
     assert "\r" not in demo_run.stderr and "\x1b[" not in demo_run.stderr + demo_run.stdout
 
 

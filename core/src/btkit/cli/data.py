@@ -26,20 +26,33 @@ def cmd_data(args: argparse.Namespace) -> int:
     spec = collect_components(get_plugin_manager()).get("exchange", args.exchange)
     start, end = parse_timerange(args.timerange)
     total = 0
-    for symbol in args.symbol:
-        n = download(
-            spec,
-            symbol,
-            args.interval,
-            int(start.timestamp() * 1000),
-            int(end.timestamp() * 1000),
-            store=store,
-            close_exchange=True,  # each symbol's download runs its own event loop: close the client in it
-        )
-        total += n
-        first, last, gaps = store.coverage(args.exchange, symbol, args.interval)
-        gap_note = f", {len(gaps)} gap(s) — the exchange has no candles there" if gaps else ""
-        print(f"{symbol}: {n} new candles, store now covers {first} → {last}{gap_note}")
+    from btkit.cli.terminal import ProgressBars
+    from btkit.reporting.markdown import fmt_time
+
+    bars = ProgressBars()
+
+    def shown(p: Any) -> None:
+        bars.update(f"{p.symbol} {p.interval}", p.done, p.total)
+
+    try:
+        for symbol in args.symbol:
+            n = download(
+                spec,
+                symbol,
+                args.interval,
+                int(start.timestamp() * 1000),
+                int(end.timestamp() * 1000),
+                store=store,
+                on_progress=shown,
+                close_exchange=True,  # each symbol's download runs its own event loop: close the client in it
+            )
+            total += n
+            first, last, gaps = store.coverage(args.exchange, symbol, args.interval)
+            gap_note = f", {len(gaps)} gap(s) — the exchange has no candles there" if gaps else ""
+            span = f"{fmt_time(first)} → {fmt_time(last)}"  # ISO 8601 UTC, not raw milliseconds
+            print(f"{symbol}: {n} new candles, store now covers {span}{gap_note}")
+    finally:
+        bars.close()
     return 0
 
 

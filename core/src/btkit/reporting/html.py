@@ -231,9 +231,7 @@ def _charts(
     price = None
     if candles is not None and len(candles):
         bars, minutes = resample_for_chart(candles)
-        t, o, h, lo, c = (bars[:, k] for k in range(5))
-        up = c >= o
-        src = ColumnDataSource(dict(t=t, o=o, h=h, l=lo, c=c, color=np.where(up, "#16a34a", "#dc2626")))
+        width_ms = minutes * MINUTE_MS * 0.7
         price = bplot.figure(
             title=f"{title} — candles ({minutes}m)",
             x_axis_type="datetime",
@@ -244,10 +242,12 @@ def _charts(
             active_scroll="xwheel_zoom",
             name="candles",
         )
-        price.segment("t", "h", "t", "l", source=src, color="color", line_width=1)
-        price.vbar(
-            "t", minutes * MINUTE_MS * 0.7, "o", "c", source=src, fill_color="color", line_color="color"
-        )
+        up = bars[:, 4] >= bars[:, 1]
+        for mask, color in ((up, "#16a34a"), (~up, "#dc2626")):  # numeric columns only: sent as binary
+            part = bars[mask]
+            src = ColumnDataSource(dict(t=part[:, 0], o=part[:, 1], h=part[:, 2], l=part[:, 3], c=part[:, 4]))
+            price.segment("t", "h", "t", "l", source=src, color=color, line_width=1)
+            price.vbar("t", width_ms, "o", "c", source=src, fill_color=color, line_color=color)
         price.yaxis.axis_label = "Price"
     else:
         price = bplot.figure(
