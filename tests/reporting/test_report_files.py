@@ -159,3 +159,22 @@ def test_bad_report_formats_are_a_usage_error(tmp_path: Path) -> None:
     out = btkit_cli(tmp_path, "backtest", "--report", "html,pdf")
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "--report takes" in out.stderr
     assert not (tmp_path / "dump").exists()
+
+
+def test_live_reports_show_the_same_family(tmp_path: Path) -> None:
+    paper = btkit_cli(tmp_path, "paper", "--replay-from", "20240101", "--replay-to", "20240103")
+    assert paper.returncode == 0, paper.stderr[-2000:]
+    out = btkit_cli(tmp_path, "report", "--report", "html,md", "--out", "live-reports")
+    assert out.returncode == 0, out.stderr[-2000:]
+    mds = list((tmp_path / "live-reports").glob("*_live-*.md"))
+    assert len(mds) == 1, out.stdout
+    md = mds[0].read_text(encoding="utf-8")
+    for heading in ("Statistics", "Schedule", "Partials and breakeven", "Heat (per symbol)"):
+        assert f"\n## {heading}\n" in md
+    page = Tables()
+    page.feed(mds[0].with_suffix(".html").read_text(encoding="utf-8"))
+    closed = int(dict(tuple(r) for r in page.tables["statistics"][1:])["Closed signals"])
+    assert closed > 0 and len(page.tables["trades"]) - 1 == closed
+    assert dict(tuple(r) for r in page.tables["statistics"][1:]) == dict(
+        tuple(r) for r in md_table(md, "Statistics")[1:]
+    )
