@@ -170,13 +170,18 @@ def chart_interval_minutes(span_ms: int, max_bars: int = MAX_BARS) -> int:
     return LADDER[-1]
 
 
-def resample_for_chart(arr_1m: np.ndarray, max_bars: int = MAX_BARS) -> tuple[np.ndarray, int]:
-    """1m candles → at most ``max_bars`` candles (and the interval in minutes used)."""
-    if not len(arr_1m):
-        return arr_1m, 1
-    span = int(arr_1m[-1, 0] - arr_1m[0, 0]) + MINUTE_MS
-    m = chart_interval_minutes(span, max_bars)
-    return (arr_1m if m == 1 else resample(arr_1m, m * MINUTE_MS)), m
+def resample_for_chart(arr: np.ndarray, max_bars: int = MAX_BARS) -> tuple[np.ndarray, int]:
+    """Candles (1m, or any step that divides the chart's) → at most ``max_bars`` candles, and the
+    interval in minutes used."""
+    if not len(arr):
+        return arr, 1
+    base = int(np.min(np.diff(arr[:, 0]))) if len(arr) > 1 else MINUTE_MS
+    base = max(MINUTE_MS, base)
+    span = int(arr[-1, 0] - arr[0, 0]) + base
+    m = max(chart_interval_minutes(span, max_bars), base // MINUTE_MS)
+    if (m * MINUTE_MS) % base:
+        m = base // MINUTE_MS
+    return (arr if m * MINUTE_MS == base else resample(arr, m * MINUTE_MS, base_ms=base)), m
 
 
 def _thin(t: np.ndarray, v: np.ndarray, n: int = MAX_POINTS) -> tuple[np.ndarray, np.ndarray]:
