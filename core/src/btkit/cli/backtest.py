@@ -75,20 +75,18 @@ def _exports(text: str | None) -> tuple[str, ...]:
     return kinds
 
 
+NO_HTML_NOTE = "note: no HTML report (bokeh is not installed: pip install 'btkit[plot]'); wrote markdown"
+
+
 def _formats(args: argparse.Namespace) -> tuple[str, ...]:
     """``--report`` (default html,md): HTML needs bokeh, PNG matplotlib (extra ``btkit[plot]``). Asked for
-    explicitly and missing → a usage error before the run; the default HTML is skipped with a note."""
+    explicitly and missing → a usage error before the run; the default HTML is dropped (the command
+    prints :data:`NO_HTML_NOTE` once it has written the markdown)."""
     from btkit.reporting.charts import require
     from btkit.reporting.dump import DEFAULT_FORMATS, parse_formats, plot_extra_installed
 
     if args.report is None:
-        if plot_extra_installed("bokeh"):
-            return DEFAULT_FORMATS
-        print(
-            "note: no HTML report (bokeh is not installed: pip install 'btkit[plot]'); writing markdown",
-            file=sys.stderr,
-        )
-        return ("md",)
+        return DEFAULT_FORMATS if plot_extra_installed("bokeh") else ("md",)
     formats = parse_formats(args.report)
     if "html" in formats and not plot_extra_installed("bokeh"):
         require("bokeh", "--report html")
@@ -179,6 +177,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     for path in reports:
         print(f"report: {path}")
     print(f"portfolio report: {portfolio}")
+    if args.report is None and "html" not in formats:
+        print(NO_HTML_NOTE, file=sys.stderr)
     return 0
 
 

@@ -38,6 +38,8 @@ def cmd_open(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    import sys
+
     if args.what == "open":
         return cmd_open(args)
     from btkit.config import get_config
@@ -92,6 +94,10 @@ def cmd_report(args: argparse.Namespace) -> int:
         backend.close()
     if not written:
         print("no live history found; run btkit paper or btkit live first")
+    elif args.report is None and "html" not in formats:
+        from btkit.cli.backtest import NO_HTML_NOTE
+
+        print(NO_HTML_NOTE, file=sys.stderr)
     return 0
 
 

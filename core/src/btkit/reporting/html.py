@@ -225,6 +225,8 @@ def _charts(
 ) -> tuple[str, str, int]:
     """bokeh ``components``: (script, div, chart interval in minutes)."""
     bplot = require("bokeh.plotting", "the HTML report")
+    from bokeh.core.validation import silence
+    from bokeh.core.validation.warnings import EMPTY_LAYOUT, MISSING_RENDERERS
     from bokeh.embed import components
     from bokeh.layouts import column
     from bokeh.models import ColumnDataSource, HoverTool
@@ -364,6 +366,8 @@ def _charts(
     dd_fig.varea(x=dd_t, y1=dd_v, y2=np.zeros_like(dd_v), fill_color="#dc2626", fill_alpha=0.35)
     dd_fig.line(dd_t, dd_v, color="#dc2626", line_width=1)
     figs += [eq, dd_fig]
+    silence(MISSING_RENDERERS, True)  # a run without trades or candles: an empty figure is expected
+    silence(EMPTY_LAYOUT, True)
     script, div = components(column(*figs, sizing_mode="stretch_width"))
     return script, div, minutes
 
