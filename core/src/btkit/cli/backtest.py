@@ -123,7 +123,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     )
     rows, reports = [], []
     risks = register_risks(settings)
-    shared = has_risk(strategy, risks) or has_wallet(args, settings)
+    wallet = has_wallet(args, settings)
+    shared = has_risk(strategy, risks) or wallet
     if len(symbols) > 1 and shared:  # shared limits (risk profiles, one wallet) need the symbols in lockstep
         print(
             f"portfolio: {len(symbols)} symbols share risk profiles or a wallet; run in lockstep minute by minute"
@@ -151,9 +152,18 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         with PERFORMANCE.timed("backtest: statistics"):
             stats = btkit.Backtest.get_data(symbol, strategy=strategy, exchange=exchange, frame=frame)
         rows.append((symbol, stats))
+        money = None  # with a wallet, the HTML chart shows this symbol's equity in money
+        if wallet and "html" in formats:
+            money = backtest_portfolio([symbol], strategy=strategy, exchange=exchange, frame=frame)
         reports.append(
             btkit.Backtest.dump(
-                symbol, strategy=strategy, exchange=exchange, frame=frame, path=dump_dir, formats=formats
+                symbol,
+                strategy=strategy,
+                exchange=exchange,
+                frame=frame,
+                path=dump_dir,
+                formats=formats,
+                portfolio=money,
             )
         )
         if "html" in formats:
@@ -162,21 +172,28 @@ def cmd_backtest(args: argparse.Namespace) -> int:
             target = reports[-1].with_suffix(f".{kind}")
             export_trades(stats.closed, target, kind)
             reports.append(target)
-    total = None
-    if len(rows) > 1:
-        everything = [c for _, s in rows for c in s.closed]
-        total = compute_statistics(
-            everything, slippage_pct=rows[0][1].slippage_pct, fee_pct=rows[0][1].fee_pct
-        )
-    print(_summary(rows, total))
+    everything = [c for _, s in rows for c in s.closed]
+    combined = compute_statistics(
+        everything, slippage_pct=rows[0][1].slippage_pct, fee_pct=rows[0][1].fee_pct
+    )
+    print(_summary(rows, combined if len(rows) > 1 else None))
     view = backtest_portfolio(symbols, strategy=strategy, exchange=exchange, frame=frame)  # money (issue 12)
     print("\n".join(["", *terminal_lines(view)]))
     name = report_filename("portfolio", strategy, exchange, frame, "backtest", wall_clock_ms())[:-3]
     title = f"Portfolio · {strategy} · {exchange} · {frame}"
-    portfolio = dump_portfolio_report(dump_dir, title, view, name=name, formats=formats)
+    family = None
+    if "html" in formats:
+        from btkit.reporting.family import family_data
+
+        family = family_data(everything, slippage_pct=combined.slippage_pct, fee_pct=combined.fee_pct)
+    portfolio = dump_portfolio_report(
+        dump_dir, title, view, name=name, formats=formats, stats=combined, family=family
+    )
     for path in reports:
         print(f"report: {path}")
     print(f"portfolio report: {portfolio}")
+    if "html" in formats:
+        print(f"portfolio report: {portfolio.with_suffix('.html')}")
     if args.report is None and "html" not in formats:
         print(NO_HTML_NOTE, file=sys.stderr)
     return 0

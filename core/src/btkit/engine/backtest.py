@@ -292,9 +292,11 @@ class Backtest:
         frame: str,
         path: str | Path = "./dump/backtest",
         formats: Sequence[str] = ("md",),
+        portfolio: Any = None,
     ) -> Path:
         """Write the markdown report (and, per ``formats``, the HTML report and equity PNG next to it —
-        they need the ``btkit[plot]`` extra); return the markdown report's path."""
+        they need the ``btkit[plot]`` extra); return the markdown report's path. ``portfolio`` (a
+        ``btkit.accounting`` view of this symbol) puts its money equity on the HTML chart."""
         from btkit.reporting.dump import dump_report, fetch_chart_candles
         from btkit.reporting.family import backtest_family
 
@@ -325,6 +327,7 @@ class Backtest:
             family=backtest_family(symbol, strategy=strategy, exchange=exchange, frame=frame),
             rejections=rejections,
             candles=candles,
+            portfolio=portfolio,
         )
 
 

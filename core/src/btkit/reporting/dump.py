@@ -155,10 +155,18 @@ def dump_report(
 
 
 def dump_portfolio_report(
-    directory: str | os.PathLike[str], title: str, view: Any, *, name: str, formats: Collection[str] = ("md",)
+    directory: str | os.PathLike[str],
+    title: str,
+    view: Any,
+    *,
+    name: str,
+    formats: Collection[str] = ("md",),
+    stats: Statistics | None = None,
+    family: Family | None = None,
 ) -> Path:
     """The portfolio report ``<name>.md`` (money totals, per-symbol rows, heat table, equity curve) with
-    ``<name>-equity.csv``, and ``<name>.png`` (equity + drawdown) when ``"png"`` is in ``formats``."""
+    ``<name>-equity.csv``, ``<name>.png`` (equity + drawdown) when ``"png"`` is in ``formats``, and
+    ``<name>.html`` (money equity, drawdown, every trade of ``stats``, the family) with ``"html"``."""
     from btkit.accounting.view import curve_csv
     from btkit.accounting.view import markdown_sections as portfolio_sections
 
@@ -172,6 +180,19 @@ def dump_portfolio_report(
         files._atomic_write(directory / image, png)
     files._atomic_write(directory / f"{name}-equity.csv", curve_csv(view.curve).encode("utf-8"))
     body = [f"# {title}", ""]
+    if "html" in formats:
+        from btkit.reporting.html import render_html
+
+        with PERFORMANCE.timed("report: portfolio html"):
+            page = render_html(
+                title,
+                stats or Statistics(),
+                portfolio=view,
+                family=family,
+                extra={"Currency": view.stats.currency},
+            )
+            files._atomic_write(directory / f"{name}.html", page.encode("utf-8"))
+        body += [f"Interactive report: [{name}.html]({name}.html)", ""]
     for heading, text in portfolio_sections(view, equity_image=image).items():
         body += [f"## {heading}", "", text, ""]
     body += [f"Full curve: [{name}-equity.csv]({name}-equity.csv)", ""]

@@ -235,7 +235,7 @@ def _charts(
     tools = "xpan,xwheel_zoom,box_zoom,reset,save"
     figs = []
     minutes = 1
-    price = None
+    price: Any = None
     if candles is not None and len(candles):
         bars, minutes = resample_for_chart(candles)
         width_ms = minutes * MINUTE_MS * 0.7
@@ -256,7 +256,7 @@ def _charts(
             price.segment("t", "h", "t", "l", source=src, color=color, line_width=1)
             price.vbar("t", width_ms, "o", "c", source=src, fill_color=color, line_color=color)
         price.yaxis.axis_label = "Price"
-    else:
+    elif portfolio is None:  # no candles: the trades on a price axis (a portfolio page: money charts only)
         price = bplot.figure(
             title=f"{title} — trades",
             x_axis_type="datetime",
@@ -266,7 +266,7 @@ def _charts(
             name="candles",
         )
     ent, ext = _trade_sources(closed)
-    if ent["t"]:
+    if ent["t"] and price is not None:
         levels = ColumnDataSource(dict(t0=ent["t"], t1=ext["t"], tp=ent["tp"], sl=ent["sl"]))
         price.segment(
             "t0", "tp", "t1", "tp", source=levels, color="#16a34a", line_dash="dashed", line_width=1
@@ -320,15 +320,12 @@ def _charts(
         )
         price.legend.location = "top_left"
         price.legend.click_policy = "hide"
-    figs.append(price)
+    shared: dict[str, Any] = {}
+    if price is not None:
+        figs.append(price)
+        shared["x_range"] = price.x_range
     eq = bplot.figure(
-        title="Equity",
-        x_axis_type="datetime",
-        width=width,
-        height=240,
-        tools=tools,
-        x_range=price.x_range,
-        name="equity",
+        title="Equity", x_axis_type="datetime", width=width, height=240, tools=tools, name="equity", **shared
     )
     dd_fig = bplot.figure(
         title="Drawdown %",
@@ -336,7 +333,7 @@ def _charts(
         width=width,
         height=180,
         tools=tools,
-        x_range=price.x_range,
+        x_range=eq.x_range,
         name="drawdown",
     )
     if portfolio is not None and len(portfolio.curve.time):
