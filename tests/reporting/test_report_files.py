@@ -140,7 +140,18 @@ def test_the_png_is_a_dated_chart_with_a_drawdown_panel(demo_run: Run) -> None:
 def test_report_open_prints_a_file_link_to_the_newest_html(demo_run: Run) -> None:
     out = btkit_cli(demo_run.cwd, "report", "open", "--no-open")
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == demo_run.one(".html").as_uri()
+    # the run's last HTML is its portfolio page (written after the per-symbol one, a later -<ts>)
+    last = next(ln for ln in reversed(demo_run.stdout.splitlines()) if ln.startswith("portfolio report: "))
+    newest = (demo_run.cwd / last.split(": ", 1)[1]).resolve()
+    assert newest.suffix == ".html" and newest.name.startswith("portfolio_")
+    assert out.stdout.strip() == newest.as_uri()
+    html = demo_run.one(".html")
+    stem, _, _ts = html.stem.rpartition("-")
+    later = html.with_name(f"{stem}-9999999999999.html")
+    later.write_bytes(html.read_bytes())  # a newer run's report: now that one
+    again = btkit_cli(demo_run.cwd, "report", "open", "--no-open")
+    later.unlink()
+    assert again.stdout.strip() == later.resolve().as_uri()
     empty = btkit_cli(demo_run.cwd, "report", "open", "--no-open", "--dump-dir", "nothing-here")
     assert empty.returncode == 2 and empty.stderr.count("\n") == 1 and "no report under" in empty.stderr
 
