@@ -29,7 +29,7 @@ def cmd_data(args: argparse.Namespace) -> int:
     from btkit.cli.terminal import ProgressBars
     from btkit.reporting.markdown import fmt_time
 
-    bars = ProgressBars()
+    bars = ProgressBars(plain=False)  # a bar on a terminal; otherwise only the summary lines below
 
     def shown(p: Any) -> None:
         bars.update(f"{p.symbol} {p.interval}", p.done, p.total)

@@ -24,9 +24,10 @@ class ProgressBars:
 
     ``update(label, done, total)``; ``close()`` at the end (idempotent). Plain mode prints at 0/25/50/75/100 %."""
 
-    def __init__(self, stream: TextIO | None = None, *, unit: str = "") -> None:
+    def __init__(self, stream: TextIO | None = None, *, unit: str = "", plain: bool = True) -> None:
         self.stream = stream or sys.stderr
         self.unit = unit
+        self.plain = plain  # False: nothing at all when not fancy (the command prints its own summary)
         self._rich: Any = None
         self._tasks: dict[str, Any] = {}
         self._plain: dict[str, tuple[int, float]] = {}  # label → (last quarter, start time)
@@ -64,6 +65,8 @@ class ProgressBars:
             if task is None:
                 task = self._tasks[label] = self._rich.add_task(label, total=total)
             self._rich.update(task, completed=done, total=total)
+            return
+        if not self.plain:
             return
         quarter = done * 4 // total
         last, t0 = self._plain.get(label, (-1, time.monotonic()))
