@@ -1,21 +1,17 @@
-"""Markdown reports, file names, trade exports and the equity PNG (20-pnl-stats.md §6)."""
+"""Markdown reports, file names and trade exports (20-pnl-stats.md §6); charts: tests/reporting/."""
 
 from __future__ import annotations
 
 import csv
 import json
 import re
-import struct
-import zlib
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from btkit.lifecycle.pnl import position_pnl
 from btkit.model import Closed, Entry, Partial, SignalRow, view_of
-from btkit.png import AXES, LINE, PNG_SIGNATURE, encode_png
-from btkit.report import (
+from btkit.reporting import (
     SIGNAL_COLUMNS,
     default_report_dir,
     dump_report,
@@ -26,7 +22,6 @@ from btkit.report import (
     render_markdown,
     report_filename,
     safe_name,
-    write_equity_png,
     write_report,
 )
 from btkit.stats import compute_statistics
@@ -238,73 +233,8 @@ def test_max_rows_limits_the_table_not_the_statistics() -> None:
         render_markdown("T", compute_statistics(trades), max_rows=-1)
 
 
-# ---------------------------------------------------------------- PNG
-def decode_png(data: bytes) -> tuple[int, int, np.ndarray]:
-    """Minimal decoder for what encode_png writes (8-bit RGB, filter 0); checks every chunk CRC."""
-    assert data[:8] == PNG_SIGNATURE
-    pos = 8
-    idat = b""
-    width = height = 0
-    kinds = []
-    while pos < len(data):
-        (length,) = struct.unpack(">I", data[pos : pos + 4])
-        kind = data[pos + 4 : pos + 8]
-        body = data[pos + 8 : pos + 8 + length]
-        (crc,) = struct.unpack(">I", data[pos + 8 + length : pos + 12 + length])
-        assert crc == zlib.crc32(kind + body) & 0xFFFFFFFF, kind
-        kinds.append(kind)
-        if kind == b"IHDR":
-            width, height, depth, ctype, comp, filt, inter = struct.unpack(">IIBBBBB", body)
-            assert (depth, ctype, comp, filt, inter) == (8, 2, 0, 0, 0)
-        elif kind == b"IDAT":
-            idat += body
-        pos += 12 + length
-    assert kinds[0] == b"IHDR" and kinds[-1] == b"IEND"
-    raw = zlib.decompress(idat)
-    assert len(raw) == height * (1 + 3 * width)
-    rows = np.frombuffer(raw, dtype=np.uint8).reshape(height, 1 + 3 * width)
-    assert (rows[:, 0] == 0).all()  # filter byte None on every scanline
-    return width, height, rows[:, 1:].reshape(height, width, 3)
-
-
-def test_encode_png_round_trip() -> None:
-    img = np.random.default_rng(3).integers(0, 256, size=(7, 5, 3), dtype=np.uint8)
-    w, h, back = decode_png(encode_png(img))
-    assert (w, h) == (5, 7)
-    assert np.array_equal(back, img)
-    with pytest.raises(ValueError, match="RGB"):
-        encode_png(np.zeros((3, 3), dtype=np.uint8))
-
-
-def test_equity_png_is_a_real_line_chart(tmp_path: Path) -> None:
-    # five winners one day apart: the curve rises left to right
-    trades = [closed(f"w{i}", close=105.0, opened=T0 + i * DAY) for i in range(5)]
-    p = write_equity_png(compute_statistics(trades), tmp_path / "sub" / "eq.png", width=400, height=200)
-    assert p.exists()
-    w, h, img = decode_png(p.read_bytes())
-    assert (w, h) == (400, 200)
-    line = np.all(img == np.array(LINE, dtype=np.uint8), axis=2)
-    assert line.sum() > 300  # a drawn line, not a few stray pixels
-    cols = np.nonzero(line.any(axis=0))[0]
-    assert cols.max() - cols.min() > 250  # spans most of the plot width
-    rows_left = np.nonzero(line[:, cols.min()])[0]
-    rows_right = np.nonzero(line[:, cols.max()])[0]
-    assert rows_right.min() < rows_left.max()  # higher on the right (y grows downwards)
-    axes = np.all(img == np.array(AXES, dtype=np.uint8), axis=2)
-    assert axes[:, w - 11].sum() > h / 2  # the right edge of the axes box
-    level = np.all(img == np.array((170, 170, 170), dtype=np.uint8), axis=2)
-    assert level.sum() > 50  # the dashed start level (equity 1.0)
-
-
-def test_equity_png_of_no_trades_still_decodes(tmp_path: Path) -> None:
-    p = write_equity_png(compute_statistics([]), tmp_path / "e.png", width=120, height=60)
-    w, h, img = decode_png(p.read_bytes())
-    assert (w, h) == (120, 60)
-    assert not np.all(img == np.array(LINE, dtype=np.uint8), axis=2).any()
-
-
 # ---------------------------------------------------------------- dump
-def test_dump_report_writes_markdown_and_linked_png(tmp_path: Path) -> None:
+def test_dump_report_writes_markdown_and_the_png_only_when_asked(tmp_path: Path) -> None:
     stats = compute_statistics(sample(), **FEES)
     out = tmp_path / "dump" / "backtest"
     md_path = dump_report(
@@ -317,15 +247,16 @@ def test_dump_report_writes_markdown_and_linked_png(tmp_path: Path) -> None:
         frame="fr",
         mode="backtest",
         ts_ms=T0,
+        formats=("md", "png"),
     )
     assert md_path.name == "BTC-USDT_s1_ex_fr_backtest-1704067200000.md"
     png = md_path.with_suffix(".png")
-    assert png.exists() and png.read_bytes()[:8] == PNG_SIGNATURE
+    assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert f"![Equity curve]({png.name})" in md_path.read_text(encoding="utf-8")
 
     no_png = dump_report(
         tmp_path / "live", "Live", stats, symbol="X", strategy="s", exchange="e", frame="f", mode="live",
-        ts_ms=1, png=False,
+        ts_ms=1,
     )  # fmt: skip
     assert "![" not in no_png.read_text(encoding="utf-8")
     assert not no_png.with_suffix(".png").exists()
@@ -366,14 +297,3 @@ def test_export_json_has_no_nan_and_nests_entries(tmp_path: Path) -> None:
 def test_export_rejects_unknown_format(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="'csv' or 'json'"):
         export_trades(sample(), tmp_path / "t.xml", "xml")
-
-
-def test_chart_labels_stay_short() -> None:
-    # labels are returns relative to equity 1.0 and must fit the 70-px margin (8 glyphs of 8 px)
-    from btkit.png import format_return, text_width
-
-    assert format_return(1.123) == "+12.3%"
-    assert format_return(0.0) == "-100.0%"
-    assert format_return(12.0) == "+1100%"
-    assert format_return(1.9e20) == "+1.9e22%"
-    assert max(text_width(format_return(x)) for x in (0.0, 1.5, 999.0, 1e30)) <= 70

@@ -151,6 +151,8 @@ def test_done_when_the_example_prints_money_and_the_report_shows_curve_and_heat(
             "risk:2",
             "--timerange",
             "20240101-20240115",
+            "--report",
+            "md,png",
         ],
         cwd=tmp_path,
         capture_output=True,

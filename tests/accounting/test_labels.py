@@ -3,7 +3,7 @@ and nothing below −100 % presented as a return."""
 
 from __future__ import annotations
 
-from btkit.report import STAT_ROWS, render_markdown
+from btkit.reporting import STAT_ROWS, render_markdown
 from btkit.stats import Statistics
 
 

@@ -17,7 +17,7 @@ from btkit import Closed, Opened, Signal
 from btkit.engine import live
 from btkit.lifecycle.pnl import position_pnl
 from btkit.model import Active
-from btkit.report import render_markdown
+from btkit.reporting.markdown import render_markdown
 from btkit.stats import compute_statistics
 from btkit_ccxt.spot import CcxtSpotBroker
 from btkit_ccxt.testing import FakeSpotExchange, spot_client_options

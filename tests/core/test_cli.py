@@ -48,7 +48,8 @@ def test_backtest_runs_the_demo_and_writes_the_report(tmp_path: Path) -> None:
     assert report.name.startswith("BTCUSDT_smacross_sim_")
     text = report.read_text(encoding="utf-8")
     assert text.startswith("# Backtest BTCUSDT") and "Closed signals" in text
-    assert report.with_suffix(".png").is_file()
+    assert report.with_suffix(".html").is_file()  # default --report html,md
+    assert not report.with_suffix(".png").exists()  # png only when asked
     with (tmp_path / exported[0]).open(newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     assert rows, "the demo made no trades in three days"

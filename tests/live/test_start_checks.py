@@ -79,7 +79,7 @@ def test_the_paths_of_an_ordinary_run_pass_and_each_long_part_is_caught(tmp_path
 
 
 def test_a_report_that_cannot_be_written_names_where(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from btkit import report as report_module
+    from btkit.reporting import files as report_module
 
     def full(path: Path, data: bytes) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")

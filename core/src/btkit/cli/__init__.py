@@ -49,7 +49,9 @@ def version_lines() -> list[str]:
     for r in get_plugin_manager().records:
         if r.dist in ("btkit", "<code>", "<extra>"):
             continue
-        by_dist.setdefault((r.dist, r.version), []).append(r.name if r.status == "loaded" else f"{r.name} {r.status}")
+        by_dist.setdefault((r.dist, r.version), []).append(
+            r.name if r.status == "loaded" else f"{r.name} {r.status}"
+        )
     for (dist, version), names in sorted(by_dist.items()):
         lines.append(f"{dist} {version} ({', '.join(names)})")
     return lines
@@ -70,7 +72,9 @@ class _VersionAction(argparse.Action):
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="btkit", description="Backtest and live-trade the same strategy code.")
     p.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
-    p.add_argument("--version", action=_VersionAction, help="print btkit's version and every plugin's, then exit")
+    p.add_argument(
+        "--version", action=_VersionAction, help="print btkit's version and every plugin's, then exit"
+    )
     sub = p.add_subparsers(dest="verb", required=True)
     for verb in VERBS:
         importlib.import_module(f"btkit.cli.{verb}").register(sub)

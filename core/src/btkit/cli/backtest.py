@@ -8,8 +8,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import attrs
-
 from btkit.cli.common import (
     DEMO,
     add_run_options,
@@ -32,58 +30,65 @@ from btkit.cli.problems import StrategyProblems, ends_backtest
 
 
 class _Progress:
+    """Backtest progress events → one bar per symbol (one labelled "portfolio" for a lockstep run)."""
+
     def __init__(self) -> None:
-        self.tty = sys.stderr.isatty()
-        self.last = -1
-        self.quarter = -1
-        self.portfolio: str | None = None  # set: one line for the lockstep run, labelled "portfolio"
+        from btkit.cli.terminal import ProgressBars
+
+        self.bars = ProgressBars()
+        self.portfolio: str | None = None  # set: one bar for the lockstep run, labelled "portfolio"
 
     def __call__(self, p: Any) -> None:
+        label = p.symbol
         if self.portfolio is not None:
             if p.symbol != self.portfolio:
                 return
-            p = attrs.evolve(p, symbol="portfolio")
-        pct = int(p.progress * 100)
-        if pct == self.last:
-            return
-        self.last = pct
-        if self.tty:
-            bar = "#" * (pct // 4) + "-" * (25 - pct // 4)
-            sys.stderr.write(f"\r{p.symbol:<12} [{bar}] {pct:3d}%")
-            if pct >= 100:
-                sys.stderr.write("\n")
-            sys.stderr.flush()
-        elif pct // 25 != self.quarter:
-            self.quarter = pct // 25
-            sys.stderr.write(f"{p.symbol}: {pct}%\n")
+            label = "portfolio"
+        self.bars.update(label, p.processed_frames, p.total_frames)
 
 
-def _summary(rows: list[tuple[str, Any]]) -> str:
+def _cells(label: str, s: Any) -> list[str]:
+    return [
+        label,
+        str(s.total_signals),
+        fmt(s.win_rate, "%"),
+        fmt(s.total_return, "%"),
+        fmt(s.total_pnl, "%"),
+        fmt(s.total_pnl_cost),
+        fmt(s.sharpe_ratio, digits=3),
+        fmt(s.max_drawdown, "%"),
+    ]
+
+
+def _summary(rows: list[tuple[str, Any]], total: Any | None = None) -> str:
+    """Per-symbol rows and, for several symbols, a totals row over all their trades (taken one after
+    another by close time: the compounded return and drawdown of that sequence, not of a portfolio)."""
+    from btkit.cli.terminal import table
+
     # compounded return first; the sum of per-trade percentages is labelled as such (never a return)
     header = ("symbol", "trades", "win rate", "return", "Σ trade %", "pnl $", "sharpe/trade", "max drawdown")
-    table = [header]
-    for symbol, s in rows:
-        table.append(
-            (
-                symbol,
-                str(s.total_signals),
-                fmt(s.win_rate, "%"),
-                fmt(s.total_return, "%"),
-                fmt(s.total_pnl, "%"),
-                fmt(s.total_pnl_cost),
-                fmt(s.sharpe_ratio, digits=3),
-                fmt(s.max_drawdown, "%"),
-            )
-        )
-    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
-    lines = [
-        "  ".join(
-            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))
-        )
-        for r in table
-    ]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    body = [_cells(symbol, s) for symbol, s in rows]
+    return table(header, body, total=_cells("total", total) if total is not None else None)
+
+
+NO_HTML_NOTE = "note: no HTML report (bokeh is not installed: pip install 'btkit[plot]'); wrote markdown"
+
+
+def _formats(args: argparse.Namespace) -> tuple[str, ...]:
+    """``--report`` (default html,md): HTML needs bokeh, PNG matplotlib (extra ``btkit[plot]``). Asked for
+    explicitly and missing → a usage error before the run; the default HTML is dropped (the command
+    prints :data:`NO_HTML_NOTE` once it has written the markdown)."""
+    from btkit.reporting.charts import require
+    from btkit.reporting.dump import DEFAULT_FORMATS, parse_formats, plot_extra_installed
+
+    if args.report is None:
+        return DEFAULT_FORMATS if plot_extra_installed("bokeh") else ("md",)
+    formats = parse_formats(args.report)
+    if "html" in formats and not plot_extra_installed("bokeh"):
+        require("bokeh", "--report html")
+    if "png" in formats and not plot_extra_installed("matplotlib"):
+        require("matplotlib", "--report png")
+    return formats
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
@@ -92,8 +97,12 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     from btkit.engine.accounts import backtest_portfolio
     from btkit.engine.instance import GET_SIGNAL_CALLS
     from btkit.market import wall_clock_ms
-    from btkit.report import dump_portfolio_report, export_trades, report_filename
+    from btkit.reporting.dump import dump_portfolio_report
+    from btkit.reporting.family import PERFORMANCE
+    from btkit.reporting.files import export_trades, report_filename
+    from btkit.stats import compute_statistics
 
+    formats = _formats(args)
     settings = settings_for(args)
     loaded = load_strategy_files(args, settings)
     strategy = strategy_of(args, settings, loaded, DEMO["strategy"])
@@ -120,47 +129,85 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         print(clipped)
     rows, reports = [], []
     risks = register_risks(settings)
-    shared = has_risk(strategy, risks) or has_wallet(args, settings)
+    wallet = has_wallet(args, settings)
+    shared = has_risk(strategy, risks) or wallet
     if len(symbols) > 1 and shared:  # shared limits (risk profiles, one wallet) need the symbols in lockstep
         print(
             f"portfolio: {len(symbols)} symbols share risk profiles or a wallet; run in lockstep minute by minute"
         )
         progress.portfolio = symbols[0]
-        for _ in btkit.Backtest.run_portfolio(
-            symbols, strategy=strategy, exchange=exchange, frame=frame, risks=risks
-        ):
-            if problems.fatal:
-                break
+        try:
+            with PERFORMANCE.timed("backtest: portfolio run"):
+                for _ in btkit.Backtest.run_portfolio(
+                    symbols, strategy=strategy, exchange=exchange, frame=frame, risks=risks
+                ):
+                    if problems.fatal:
+                        break
+        finally:
+            progress.bars.close()
     else:
-        for symbol in symbols:
-            for _ in btkit.Backtest.run(
-                symbol, strategy=strategy, exchange=exchange, frame=frame, risks=risks
-            ):
+        try:
+            for symbol in symbols:
+                with PERFORMANCE.timed("backtest: run per symbol"):
+                    for _ in btkit.Backtest.run(
+                        symbol, strategy=strategy, exchange=exchange, frame=frame, risks=risks
+                    ):
+                        if problems.fatal:
+                            break
                 if problems.fatal:
                     break
-            if problems.fatal:
-                break
+        finally:
+            progress.bars.close()
     problems.verdict(GET_SIGNAL_CALLS[strategy])  # no report of a run that could not evaluate the strategy
     for symbol in symbols:
-        stats = btkit.Backtest.get_data(symbol, strategy=strategy, exchange=exchange, frame=frame)
+        with PERFORMANCE.timed("backtest: statistics"):
+            stats = btkit.Backtest.get_data(symbol, strategy=strategy, exchange=exchange, frame=frame)
         rows.append((symbol, stats))
+        money = None  # with a wallet, the HTML chart shows this symbol's equity in money
+        if wallet and "html" in formats:
+            money = backtest_portfolio([symbol], strategy=strategy, exchange=exchange, frame=frame)
         reports.append(
-            btkit.Backtest.dump(symbol, strategy=strategy, exchange=exchange, frame=frame, path=dump_dir)
+            btkit.Backtest.dump(
+                symbol,
+                strategy=strategy,
+                exchange=exchange,
+                frame=frame,
+                path=dump_dir,
+                formats=formats,
+                portfolio=money,
+            )
         )
         report = reports[-1]
+        if "html" in formats:
+            reports.append(report.with_suffix(".html"))
         for kind in exports:
             target = report.with_suffix(f".{kind}")
             export_trades(stats.closed, target, kind)
             reports.append(target)
-    print(_summary(rows))
+    everything = [c for _, s in rows for c in s.closed]
+    combined = compute_statistics(
+        everything, slippage_pct=rows[0][1].slippage_pct, fee_pct=rows[0][1].fee_pct
+    )
+    print(_summary(rows, combined if len(rows) > 1 else None))
     view = backtest_portfolio(symbols, strategy=strategy, exchange=exchange, frame=frame)  # money (issue 12)
     print("\n".join(["", *terminal_lines(view)]))
     name = report_filename("portfolio", strategy, exchange, frame, "backtest", wall_clock_ms())[:-3]
     title = f"Portfolio · {strategy} · {exchange} · {frame}"
-    portfolio = dump_portfolio_report(dump_dir, title, view, name=name)
+    family = None
+    if "html" in formats:
+        from btkit.reporting.family import family_data
+
+        family = family_data(everything, slippage_pct=combined.slippage_pct, fee_pct=combined.fee_pct)
+    portfolio = dump_portfolio_report(
+        dump_dir, title, view, name=name, formats=formats, stats=combined, family=family
+    )
     for path in reports:
         print(f"report: {path}")
     print(f"portfolio report: {portfolio}")
+    if "html" in formats:
+        print(f"portfolio report: {portfolio.with_suffix('.html')}")
+    if args.report is None and "html" not in formats:
+        print(NO_HTML_NOTE, file=sys.stderr)
     return 0
 
 
@@ -174,5 +221,10 @@ def register(sub: Any) -> None:
         action="append",
         metavar="csv|json",
         help="also export the trades: csv, json, csv,json (repeatable)",
+    )
+    bt.add_argument(
+        "--report",
+        metavar="FORMATS",
+        help="report formats, comma-separated: html,md,png (default html,md; html/png need btkit[plot])",
     )
     bt.set_defaults(func=cmd_backtest)

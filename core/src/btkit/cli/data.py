@@ -37,20 +37,32 @@ def cmd_data(args: argparse.Namespace) -> int:
             raise CliError("--symbol is empty; name a symbol, e.g. --symbol BTC/USDT")
     spec = collect_components(get_plugin_manager()).get("exchange", args.exchange)
     total = 0
-    for symbol in args.symbol:
-        n = download(
-            spec,
-            symbol,
-            args.interval,
-            int(start.timestamp() * 1000),
-            int(end.timestamp() * 1000),
-            store=store,
-            close_exchange=True,  # each symbol's download runs its own event loop: close the client in it
-        )
-        total += n
-        first, last, gaps = store.coverage(args.exchange, symbol, args.interval)
-        gap_note = f", {len(gaps)} gap(s) — the exchange has no candles there" if gaps else ""
-        print(f"{symbol}: {n} new candles, store now covers {iso(first)} → {iso(last)}{gap_note}")
+    from btkit.cli.terminal import ProgressBars
+
+    bars = ProgressBars(plain=False)  # a bar on a terminal; otherwise only the summary lines below
+
+    def shown(p: Any) -> None:
+        bars.update(f"{p.symbol} {p.interval}", p.done, p.total)
+
+    try:
+        for symbol in args.symbol:
+            n = download(
+                spec,
+                symbol,
+                args.interval,
+                int(start.timestamp() * 1000),
+                int(end.timestamp() * 1000),
+                store=store,
+                on_progress=shown,
+                close_exchange=True,  # each symbol's download runs its own event loop: close the client in it
+            )
+            total += n
+            first, last, gaps = store.coverage(args.exchange, symbol, args.interval)
+            gap_note = f", {len(gaps)} gap(s) — the exchange has no candles there" if gaps else ""
+            span = f"{iso(first)} → {iso(last)}"  # ISO 8601 UTC, not raw milliseconds
+            print(f"{symbol}: {n} new candles, store now covers {span}{gap_note}")
+    finally:
+        bars.close()
     return 0
 
 

@@ -17,7 +17,9 @@ def cmd_new(args: argparse.Namespace) -> int:
         sc, target, written = create(kind, args.name, Path(args.dir))
     except ScaffoldError as exc:
         raise CliError(str(exc)) from exc
-    print(f"created {sc.dist} ({kind} {sc.name!r}, module {sc.module}) in {target}/ with {len(written)} files")
+    print(
+        f"created {sc.dist} ({kind} {sc.name!r}, module {sc.module}) in {target}/ with {len(written)} files"
+    )
     print(f"next: pip install -e '{target}[test]' && (cd {target} && pytest)")
     usage = {
         "strategy": f"btkit backtest --strategy {sc.name}",

@@ -285,10 +285,20 @@ class Backtest:
 
     @staticmethod
     def dump(
-        symbol: str, *, strategy: str, exchange: str, frame: str, path: str | Path = "./dump/backtest"
+        symbol: str,
+        *,
+        strategy: str,
+        exchange: str,
+        frame: str,
+        path: str | Path = "./dump/backtest",
+        formats: Sequence[str] = ("md",),
+        portfolio: Any = None,
     ) -> Path:
-        """Write the markdown report (and the equity PNG next to it); return the report's path."""
-        from btkit.report import dump_report
+        """Write the markdown report (and, per ``formats``, the HTML report and equity PNG next to it —
+        they need the ``btkit[plot]`` extra); return the markdown report's path. ``portfolio`` (a
+        ``btkit.accounting`` view of this symbol) puts its money equity on the HTML chart."""
+        from btkit.reporting.dump import dump_report, fetch_chart_candles
+        from btkit.reporting.family import backtest_family
 
         stats = Backtest.get_data(symbol, strategy=strategy, exchange=exchange, frame=frame)
         rejections = [
@@ -296,6 +306,12 @@ class Backtest:
             for r in _rejections.get((symbol, strategy, exchange, frame), [])
             if r.symbol == symbol and r.strategy_name == strategy  # a portfolio run shares one list
         ]
+        candles = None
+        if "html" in formats:
+            frame_spec = collect_components(get_plugin_manager()).get("frame", frame)
+            start = datetime_to_ms(frame_spec.start)
+            end = max([datetime_to_ms(frame_spec.end), *(c.close_timestamp for c in stats.closed)])
+            candles = fetch_chart_candles(exchange, symbol, start, min(end, wall_clock_ms()))
         return dump_report(
             Path(path),
             f"Backtest {symbol} · {strategy} · {exchange} · {frame}",
@@ -307,6 +323,11 @@ class Backtest:
             mode="backtest",
             ts_ms=wall_clock_ms(),
             sections=risk_section(rejections),
+            formats=formats,
+            family=backtest_family(symbol, strategy=strategy, exchange=exchange, frame=frame),
+            rejections=rejections,
+            candles=candles,
+            portfolio=portfolio,
         )
 
 

@@ -16,7 +16,7 @@ import inspect
 import logging
 import queue
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -570,11 +570,19 @@ class Live:
         return attrs.evolve(stats, event_list=tuple(event_list))
 
     @staticmethod
-    def dump(symbol: str, *, strategy: str, exchange: str, path: str | Path = "./dump/live") -> Path:
+    def dump(
+        symbol: str,
+        *,
+        strategy: str,
+        exchange: str,
+        path: str | Path = "./dump/live",
+        formats: Sequence[str] = ("md",),
+    ) -> Path:
+        """The live report (markdown; HTML and PNG per ``formats``) with the report family; its path."""
         data = Live.get_data(symbol, strategy=strategy, exchange=exchange)
         rejections = [r for r in REJECTIONS if r.symbol == symbol and r.strategy_name == strategy]
         try:
-            return Live._dump(path, symbol, strategy, exchange, data, rejections)
+            return Live._dump(path, symbol, strategy, exchange, data, rejections, formats)
         except OSError as exc:  # ENOSPC, EACCES, ...: one line that says where
             import errno
 
@@ -586,11 +594,27 @@ class Live:
 
     @staticmethod
     def _dump(
-        path: str | Path, symbol: str, strategy: str, exchange: str, data: Any, rejections: Any
+        path: str | Path,
+        symbol: str,
+        strategy: str,
+        exchange: str,
+        data: Any,
+        rejections: Any,
+        formats: Sequence[str] = ("md",),
     ) -> Path:
         from btkit.engine.backtest import risk_section
         from btkit.market import wall_clock_ms
-        from btkit.report import dump_report
+        from btkit.reporting.dump import dump_report, fetch_chart_candles
+        from btkit.reporting.family import family_data
+
+        cfg = get_config()
+        family = family_data(
+            list(data.closed), data.event_list, slippage_pct=cfg.percent_slippage, fee_pct=cfg.percent_fee
+        )
+        candles = None
+        if "html" in formats and data.closed:
+            first = min(c.signal.scheduled_at for c in data.closed if c.signal is not None)
+            candles = fetch_chart_candles(exchange, symbol, first, min(wall_clock_ms(), data.last_timestamp or 0))
 
         return dump_report(
             Path(path),
@@ -603,6 +627,10 @@ class Live:
             mode="live",
             ts_ms=wall_clock_ms(),
             sections=risk_section(rejections),
+            formats=formats,
+            family=family,
+            rejections=rejections,
+            candles=candles,
         )
 
     @staticmethod

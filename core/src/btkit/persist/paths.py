@@ -63,14 +63,15 @@ def live_run_paths(
     state_root: Path | None,
 ) -> list[Path]:
     """The longest path of every kind a live run over ``symbols`` writes."""
-    from btkit.report import report_filename
+    from btkit.reporting.files import report_filename
 
     out: list[Path] = []
     for symbol in symbols:
         name = report_filename(symbol, strategy, exchange, "live", "live", 10**13 - 1)
-        png = name[: -len(".md")] + ".png"
-        out += [report_dir / name, report_dir / png]
-        out += [report_dir / _REPORT_TMP.format(name=n) for n in (name, png)]
+        stem = name[: -len(".md")]
+        others = [f"{stem}.png", f"{stem}.html"]
+        out += [report_dir / name, *(report_dir / o for o in others)]
+        out += [report_dir / _REPORT_TMP.format(name=n) for n in (name, *others)]
         if state_root is None:
             continue
         enc = encode_key((strategy, symbol))

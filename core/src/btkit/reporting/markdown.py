@@ -1,36 +1,20 @@
-"""Reports of a run (20-pnl-stats.md §6): markdown, CSV/JSON trade exports and an equity-curve PNG.
+"""The markdown report of a run (20-pnl-stats.md §6) and the formatters every report format shares.
 
-- :func:`render_markdown` turns :class:`~btkit.stats.Statistics` into one markdown document;
-- :func:`report_filename` / :func:`write_report` / :func:`dump_report` put it on disk
-  (``./dump/backtest/…`` or ``./dump/live/…`` by default, see :func:`default_report_dir`);
-- :func:`export_trades` writes the closed trades as CSV or JSON (``--export``);
-- :func:`write_equity_png` draws the equity curve (numpy + zlib, see :mod:`btkit.png`).
-
-docs/reports.md describes what a report contains.
+:func:`render_markdown` turns :class:`~btkit.stats.Statistics` into one markdown document; docs/reports.md
+describes what it contains.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import math
-import os
-import re
-import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from btkit.model import Closed, SignalView
-from btkit.png import encode_png, line_chart
-from btkit.stats import Statistics, chronological, drawdown_pnl, duration_ms, opened_at, peak_pnl
+from btkit.stats import Statistics, drawdown_pnl, duration_ms, opened_at, peak_pnl
 
 NA = "N/A"
-DEFAULT_DUMP_DIR = "./dump"
-ExportFormat = Literal["csv", "json"]
-EXPORT_FORMATS: tuple[str, ...] = ("csv", "json")
 
 
 # ---------------------------------------------------------------- formatting
@@ -318,6 +302,7 @@ def render_markdown(
     max_rows: int | None = None,
     equity_image: str | None = None,
     sections: Mapping[str, str] | None = None,
+    html_report: str | None = None,
 ) -> str:
     """The whole report as markdown.
 
@@ -325,6 +310,7 @@ def render_markdown(
     ``extra`` is shown as a key/value list under the title (symbol, strategy, exchange, frame, mode, …).
     ``max_rows`` limits the signal table (newest first) — the statistics always cover every signal.
     ``equity_image`` is a path relative to the report (e.g. the PNG next to it) linked as an image.
+    ``html_report`` is the interactive HTML report next to it, linked under the title.
     """
     if max_rows is not None and max_rows < 0:
         raise ValueError(f"max_rows must be >= 0 or None, got {max_rows}")
@@ -332,14 +318,16 @@ def render_markdown(
     if extra:
         lines += [f"- **{_cell(k)}**: {_cell(v)}" for k, v in extra.items()]
         lines.append("")
+    if html_report:
+        lines += [f"Interactive report (chart, sortable trades): [{_cell(html_report)}]({html_report})", ""]
     lines += ["## Statistics", ""]
     lines += statistics_lines(stats)
     if equity_image:
         lines += ["", "## Equity curve", "", f"![Equity curve]({equity_image})"]
         lines += [
             "",
-            "Compounded per trade from 1.0; each trade is first marked down by its max drawdown "
-            "(the dashed line is the starting level).",
+            "Compounded per trade from 1.0 (as a return, %); each trade is first marked down by its max "
+            "drawdown; the lower panel is the drawdown below the running peak.",
         ]
     shown = list(stats.closed if max_rows is None else stats.closed[:max_rows])
     lines += ["", "## Signals (newest first)", ""]
@@ -354,245 +342,3 @@ def render_markdown(
         lines += ["", f"## {heading}", "", body]
     lines.append("")
     return "\n".join(lines)
-
-
-# ---------------------------------------------------------------- files
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def safe_name(s: str) -> str:
-    """A filesystem-safe file-name part: ``BTC/USDT:USDT`` → ``BTC-USDT-USDT``; never empty or dot-led."""
-    cleaned = _UNSAFE.sub("-", s).strip("-.")
-    return cleaned or "_"
-
-
-def report_filename(symbol: str, strategy: str, exchange: str, frame: str, mode: str, ts_ms: int) -> str:
-    """``<symbol>_<strategy>_<exchange>_<frame>_<mode>-<ts>.md`` with every part made filesystem-safe."""
-    parts = "_".join(safe_name(p) for p in (symbol, strategy, exchange, frame, mode))
-    return f"{parts}-{int(ts_ms)}.md"
-
-
-def default_report_dir(mode: str, base: str | os.PathLike[str] = DEFAULT_DUMP_DIR) -> Path:
-    """``./dump/backtest`` or ``./dump/live`` (``base`` replaces ``./dump``)."""
-    return Path(base) / safe_name(mode)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write via a temporary file in the same directory and rename (readers never see half a file).
-
-    The file is created with ordinary permissions (subject to the umask): reports hold no secrets. Missing
-    directories are created 0700, like the live state directory that may later share ``./dump``.
-    """
-    from btkit.persist.file import make_private_dirs
-
-    make_private_dirs(path.parent)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "xb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _plain_filename(filename: str) -> str:
-    if not filename or filename in (".", "..") or "/" in filename or "\\" in filename or "\0" in filename:
-        raise ValueError(f"report file name must be a plain name without directories, got {filename!r}")
-    return filename
-
-
-def write_report(directory: str | os.PathLike[str], filename: str, text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``directory/filename`` atomically, creating directories. Returns the path."""
-    path = Path(directory) / _plain_filename(filename)
-    _atomic_write(path, text.encode("utf-8"))
-    return path
-
-
-def write_equity_png(
-    stats: Statistics, path: str | os.PathLike[str], width: int = 800, height: int = 300
-) -> Path:
-    """Draw ``stats.equity_curve`` as a PNG line chart at ``path`` (directories created). Returns the path."""
-    img = line_chart(stats.equity_curve, width=width, height=height, level=1.0)
-    out = Path(path)
-    _atomic_write(out, encode_png(img))
-    return out
-
-
-def dump_report(
-    directory: str | os.PathLike[str],
-    title: str,
-    stats: Statistics,
-    *,
-    symbol: str,
-    strategy: str,
-    exchange: str,
-    frame: str,
-    mode: str,
-    ts_ms: int,
-    extra: Mapping[str, str] | None = None,
-    max_rows: int | None = None,
-    png: bool = True,
-    sections: Mapping[str, str] | None = None,
-) -> Path:
-    """Write the markdown report and, when there is a curve, the equity PNG next to it; returns the .md path.
-
-    The PNG has the report's name with ``.png``; the markdown links it only when it was written.
-    """
-    name = report_filename(symbol, strategy, exchange, frame, mode, ts_ms)
-    image: str | None = None
-    if png and len(stats.equity_curve) >= 2:
-        image = name[: -len(".md")] + ".png"
-        write_equity_png(stats, Path(directory) / image)
-    from btkit.analysis.intrabar import report_section  # issue 13: the intrabar ambiguity section
-
-    sections = {**(sections or {}), **report_section(stats, exchange=exchange, mode=mode)}
-    text = render_markdown(
-        title, stats, extra=extra, max_rows=max_rows, equity_image=image, sections=sections
-    )
-    return write_report(directory, name, text)
-
-
-# ---------------------------------------------------------------- trade export
-CSV_COLUMNS: tuple[str, ...] = (
-    "id",
-    "symbol",
-    "strategy_name",
-    "exchange_name",
-    "frame_name",
-    "backtest",
-    "position",
-    "price_open",
-    "price_close",
-    "price_take_profit",
-    "price_stop_loss",
-    "original_price_open",
-    "original_price_take_profit",
-    "original_price_stop_loss",
-    "pnl_percentage",
-    "pnl_cost",
-    "pnl_entries",
-    "close_reason",
-    "opened_at",
-    "closed_at",
-    "opened_at_utc",
-    "closed_at_utc",
-    "duration_minutes",
-    "multiplier",
-    "isolated",
-    "entries_count",
-    "partials_count",
-    "price_best",
-    "price_worst",
-    "peak_pnl_percentage",
-    "drawdown_pnl_percentage",
-    "note",
-)
-
-
-def trade_record(c: Closed, *, slippage_pct: float = 0.1, fee_pct: float = 0.1) -> dict[str, Any]:
-    """One closed trade as a flat dict (the CSV columns, in order)."""
-    v = _view(c)
-    kw = {"slippage_pct": slippage_pct, "fee_pct": fee_pct}
-    return {
-        "id": v.id,
-        "symbol": c.symbol,
-        "strategy_name": c.strategy_name,
-        "exchange_name": c.exchange_name,
-        "frame_name": c.frame_name,
-        "backtest": c.backtest,
-        "position": v.position,
-        "price_open": v.price_open,
-        "price_close": c.pnl.price_close,
-        "price_take_profit": v.price_take_profit,
-        "price_stop_loss": v.price_stop_loss,
-        "original_price_open": v.original_price_open,
-        "original_price_take_profit": v.original_price_take_profit,
-        "original_price_stop_loss": v.original_price_stop_loss,
-        "pnl_percentage": c.pnl.pnl_percentage,
-        "pnl_cost": c.pnl.pnl_cost,
-        "pnl_entries": c.pnl.pnl_entries,
-        "close_reason": c.close_reason,
-        "opened_at": opened_at(c),
-        "closed_at": c.close_timestamp,
-        "opened_at_utc": fmt_time(opened_at(c)),
-        "closed_at_utc": fmt_time(c.close_timestamp),
-        "duration_minutes": duration_ms(c) / 60_000,
-        "multiplier": v.multiplier,
-        "isolated": v.isolated,
-        "entries_count": max(1, len(v.entries)),
-        "partials_count": len(v.partials),
-        "price_best": c.price_best,
-        "price_worst": c.price_worst,
-        "peak_pnl_percentage": peak_pnl(c, **kw),
-        "drawdown_pnl_percentage": drawdown_pnl(c, **kw),
-        "note": v.note,
-    }
-
-
-def _json_safe(x: Any) -> Any:
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
-
-
-def export_trades(
-    closed: Sequence[Closed],
-    path: str | os.PathLike[str],
-    fmt: str,
-    *,
-    slippage_pct: float = 0.1,
-    fee_pct: float = 0.1,
-) -> Path:
-    """Write the trades, oldest first, as ``csv`` (one flat row each) or ``json`` (a list of objects that
-    also carry their ``entries`` and ``partials``). Directories are created; JSON never contains NaN.
-    """
-    if fmt not in EXPORT_FORMATS:
-        raise ValueError(f"export format must be 'csv' or 'json', got {fmt!r}")
-    trades = chronological(closed)
-    records = [trade_record(c, slippage_pct=slippage_pct, fee_pct=fee_pct) for c in trades]
-    out = Path(path)
-    if fmt == "csv":
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        for r in records:
-            writer.writerow({k: "" if r[k] is None else r[k] for k in CSV_COLUMNS})
-        data = buf.getvalue()
-    else:
-        docs = []
-        for c, r in zip(trades, records, strict=True):
-            v = _view(c)
-            doc = {k: _json_safe(val) for k, val in r.items()}
-            doc["entries"] = [{"price": e.price, "cost": e.cost, "timestamp": e.timestamp} for e in v.entries]
-            doc["partials"] = [
-                {
-                    "kind": p.kind,
-                    "percent": p.percent,
-                    "current_price": p.current_price,
-                    "cost_basis_at_close": p.cost_basis_at_close,
-                    "entry_count_at_close": p.entry_count_at_close,
-                    "timestamp": p.timestamp,
-                }
-                for p in v.partials
-            ]
-            docs.append(doc)
-        data = json.dumps(docs, indent=2, allow_nan=False) + "\n"
-    _atomic_write(out, data.encode("utf-8"))
-    return out
-
-
-# ---------------------------------------------------------------- portfolio (money; btkit.accounting)
-def dump_portfolio_report(directory: str | os.PathLike[str], title: str, view: Any, *, name: str) -> Path:
-    """The portfolio report ``<name>.md`` (money totals, per-symbol rows, heat table, equity curve) with
-    the curve as ``<name>.png`` and ``<name>-equity.csv``; sections come from ``btkit.accounting.view``."""
-    from btkit.accounting.view import curve_csv, curve_points, markdown_sections
-
-    points = [(t, e / view.stats.starting_balance) for t, e in curve_points(view.curve, 2000)]
-    _atomic_write(Path(directory) / f"{name}.png", encode_png(line_chart(points, step=False)))
-    _atomic_write(Path(directory) / f"{name}-equity.csv", curve_csv(view.curve).encode("utf-8"))
-    body = [f"# {title}", ""]
-    for heading, text in markdown_sections(view, equity_image=f"{name}.png").items():
-        body += [f"## {heading}", "", text, ""]
-    body += [f"Full curve: [{name}-equity.csv]({name}-equity.csv)", ""]
-    return write_report(directory, f"{name}.md", "\n".join(body))
