@@ -39,8 +39,17 @@ def run_paper(dump: Path, *extra: str, **kw: str) -> subprocess.CompletedProcess
 class Served:
     """``btkit serve`` on a free port, stopped on exit."""
 
-    def __init__(self, dump: Path, *extra: str, token: str | None = TOKEN) -> None:
+    def __init__(
+        self,
+        dump: Path,
+        *extra: str,
+        token: str | None = TOKEN,
+        replay: tuple[str, str] | None = ("20240201", "202402011230"),
+    ) -> None:
+        """``replay``: the range of the paper replay whose own state is served (as ``paper`` above)."""
         self.port = free_port()
+        if replay is not None:
+            extra = (*extra, "--replay-from", replay[0], "--replay-to", replay[1])
         env = {k: v for k, v in os.environ.items() if k != "BTKIT_SERVE_TOKEN"}
         if token is not None:
             env["BTKIT_SERVE_TOKEN"] = token

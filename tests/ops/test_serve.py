@@ -54,7 +54,7 @@ def test_every_endpoint_over_a_paper_replay(kind: str, tmp_path: Path) -> None:
             assert pos["consistent"] is True
             _, hist = s.get("/api/history")
             assert hist["total"] == len(closed) == len(opened) - 1
-            reasons = [line.split()[6] for line in closed][::-1]  # newest first
+            reasons = [line.split(" closed @ ")[1].split()[1] for line in closed][::-1]  # newest first
             assert [t["close_reason"] for t in hist["trades"]] == reasons
             _, stats = s.get("/api/stats")
             assert stats["total_signals"] == len(closed)
@@ -139,9 +139,9 @@ def test_reads_while_the_live_process_writes_and_control_is_honoured(tmp_path: P
     )
     try:
         deadline = time.monotonic() + 30
-        while not (dump / "signal").exists() and time.monotonic() < deadline:
+        while not any(dump.rglob("signal")) and time.monotonic() < deadline:  # the replay's own state
             time.sleep(0.1)
-        with Served(dump, "--allow-control") as s:
+        with Served(dump, "--allow-control", replay=("202402011100", "20240210")) as s:
             problems: list[str] = []
             seen_totals: list[int] = []
             stop = threading.Event()

@@ -17,6 +17,7 @@ from typing import Any
 
 from btkit.cli.common import CliError, parse_day
 from btkit.context import datetime_to_ms, iso
+from btkit.errors import CorruptStateError
 
 
 def _stamp(when: datetime) -> str:
@@ -102,7 +103,10 @@ def check_state(
             if fresh:
                 store.forget((strategy, symbol))
                 continue
-            state, _ = store.load_sync((strategy, symbol))
+            try:
+                state, _ = store.load_sync((strategy, symbol))
+            except CorruptStateError:  # the run itself (holding the lock) quarantines it and exits 4
+                continue
             last = state.strategy.last_tick
             if last is None:
                 continue

@@ -29,6 +29,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise CliError(f"--port must be from 1 to 65535, got {args.port}")
     settings = settings_for(args)
     configure_live(args, settings, paper=True)
+    from btkit.cli import replay as rehearsal
+
+    replay = rehearsal.replay_range(args)
+    if replay is not None:  # a replay's state lives apart (its own namespace): serve that one
+        rehearsal.apply_namespace(live.SETTINGS, rehearsal.namespace(*replay))
     token = os.environ.get(TOKEN_ENV, "")
     generated = False
     if not token:
@@ -79,6 +84,8 @@ def register(sub: Any) -> None:
         action="store_true",
         help="enable POST /api/stop and /api/force-close/{symbol} (token required)",
     )
+    sp.add_argument("--replay-from", help="serve a replay's own state: the --replay-from of that paper run")
+    sp.add_argument("--replay-to", help="… and its --replay-to")
     sp.add_argument("--persistence", help="persistence backend of the live run: file (default), sqlite, redis")
     sp.add_argument("--persistence-option", action="append", help="backend option key=value (repeatable)")
     add_debug(sp)

@@ -63,3 +63,9 @@ class Backend(Protocol):
 
     def quarantine(self, domain: str, key: Key, reason: str) -> str:
         """Move a bad document aside (keep its bytes for the operator); return where it went."""
+
+#: what a reader without the lock says of a corrupt document: only the owner moves it aside
+LEFT_IN_PLACE = (
+    "left in place: only the process holding the state's lock (btkit live/paper) moves a corrupt document "
+    "aside — start it, or inspect the document"
+)

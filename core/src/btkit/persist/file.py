@@ -34,7 +34,7 @@ from typing import Any, NoReturn
 import filelock
 
 from btkit.errors import CorruptStateError, PersistenceError, StateLockedError
-from btkit.persist.backend import DOMAINS, Change, Key
+from btkit.persist.backend import DOMAINS, LEFT_IN_PLACE, Change, Key
 from btkit.persist.keys import decode_part, encode_key, encode_part
 
 log = logging.getLogger("btkit.persist")
@@ -335,6 +335,8 @@ class FileBackend:
                     return load_document(raw)
                 except ValueError as exc:
                     reason = f"not a valid JSON object: {exc}"
+        if self._dir_lock is None:  # a reader (btkit serve, report) never moves the owner's documents
+            raise CorruptStateError(f"state document {path} is corrupt ({reason}); {LEFT_IN_PLACE}")
         where = self.quarantine(domain, key, reason)
         raise CorruptStateError(
             f"state document {path} is corrupt ({reason}); it was moved to {where} — inspect it "

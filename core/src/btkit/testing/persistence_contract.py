@@ -330,6 +330,21 @@ class PersistenceContract:
         backend.write([Change("signal", key, {"v": 3})])
         assert backend.read("signal", key) == {"v": 3}
 
+    def test_a_reader_without_the_lock_reports_a_corrupt_document_and_leaves_it(
+        self, backend: Backend, corrupt_document: CorruptDocument, reopen: Callable[[], Backend]
+    ) -> None:
+        """btkit serve / btkit report read the owner's state without its lock: they never move its documents."""
+        key = ("s", "BTC/USDT:USDT")
+        backend.write([Change("signal", key, {"v": 1})])
+        corrupt_document("signal", key)
+        reader = reopen()
+        for _ in range(2):  # still there the second time: nothing was moved
+            with pytest.raises(CorruptStateError, match="left in place"):
+                reader.read("signal", key)
+        assert reader.keys("signal") == [key]
+        with pytest.raises(CorruptStateError, match=r"moved|renamed"):  # the owner quarantines it
+            backend.read("signal", key)
+
     @pytest.mark.parametrize("name", sorted(UNREASONABLE_DOCUMENTS))
     def test_unreasonable_documents_are_quarantined(
         self, backend: Backend, raw_document: RawDocument, name: str

@@ -41,7 +41,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from btkit.errors import CorruptStateError, PersistenceError, StateLockedError
-from btkit.persist.backend import Change, Key
+from btkit.persist.backend import LEFT_IN_PLACE, Change, Key
 from btkit.persist.file import (
     check_domain,
     describe,
@@ -240,6 +240,10 @@ class RedisBackend:
                         return load_document(raw)
                     except ValueError as exc:
                         reason = f"not a valid JSON object: {exc}"
+        if self._token is None:  # a reader (btkit serve, report) never renames the owner's documents
+            raise CorruptStateError(
+                f"state document {describe(domain, key)} at {self.safe_url} is corrupt ({reason}); {LEFT_IN_PLACE}"
+            )
         where = self.quarantine(domain, key, reason)
         raise CorruptStateError(
             f"state document {describe(domain, key)} at {self.safe_url} is corrupt ({reason}); it was "

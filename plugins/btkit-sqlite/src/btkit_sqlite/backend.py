@@ -32,7 +32,7 @@ from typing import Any
 import filelock
 
 from btkit.errors import CorruptStateError, PersistenceError, StateLockedError
-from btkit.persist.backend import Change, Key
+from btkit.persist.backend import LEFT_IN_PLACE, Change, Key
 from btkit.persist.file import (
     MAX_DOCUMENT_BYTES,
     check_domain,
@@ -170,6 +170,10 @@ class SqliteBackend:
                     return load_document(row[0])
                 except ValueError as exc:
                     reason = f"not a valid JSON object: {exc}"
+            if self._file_lock is None:  # a reader (btkit serve, report) never moves the owner's documents
+                raise CorruptStateError(
+                    f"state document {describe(domain, key)} in {self.path} is corrupt ({reason}); {LEFT_IN_PLACE}"
+                )
             where = self.quarantine(domain, key, reason)
         raise CorruptStateError(
             f"state document {describe(domain, key)} in {self.path} is corrupt ({reason}); it was moved "
