@@ -12,6 +12,7 @@ import pytest
 
 from btkit import candles as ca
 from btkit.components import ExchangeSpec
+from btkit.context import iso
 from btkit.defaults.sim_exchange import SimExchange
 from btkit.errors import CandleDataError
 from btkit.store import CandleStore, DownloadProgress, download, download_async, import_file, store_exchange
@@ -348,11 +349,11 @@ def test_store_exchange_rejects_gaps_naming_the_first_missing_candle(tmp_path: P
     store.write("ex", "S", "1m", rows)
     ex = store_exchange("ex", store=store)
     hint = r"btkit data download.*gaps='fill'"
-    with pytest.raises(CandleDataError, match=rf"missing candle at {T0 + 40 * M}.*{hint}"):
+    with pytest.raises(CandleDataError, match=rf"missing candle at {iso(T0 + 40 * M)}.*{hint}"):
         ex.get_candles("S", "1m", JAN + timedelta(minutes=30), 50)
-    with pytest.raises(CandleDataError, match=rf"missing candle at {T0 - 5 * M}"):
+    with pytest.raises(CandleDataError, match=rf"missing candle at {iso(T0 - 5 * M)}"):
         ex.get_candles("S", "1m", JAN - timedelta(minutes=5), 10)  # before the first stored candle
-    with pytest.raises(CandleDataError, match=rf"missing candle at {T0 + 40 * M}"):
+    with pytest.raises(CandleDataError, match=rf"missing candle at {iso(T0 + 40 * M)}"):
         ex.get_candles("S", "15m", JAN, 4)  # resampling never hides a hole either
     ok = ex.get_candles("S", "1m", JAN, 40)
     assert len(ok) == 40

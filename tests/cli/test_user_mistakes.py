@@ -151,7 +151,8 @@ def test_a_strategy_whose_every_signal_is_invalid_fails_with_a_collapsed_summary
     (tmp_path / "bad.py").write_text(BAD_SIGNAL, encoding="utf-8")
     out = btkit(tmp_path, "backtest", "--strategy-file", "bad.py", *DAY)
     assert out.returncode == 1, out.stderr
-    lines = [line for line in out.stderr.splitlines() if not re.match(r"BTCUSDT: \d+%$", line)]
+    progress = re.compile(r"BTCUSDT: \d+%$|progress BTCUSDT \d+% eta ")  # the plain progress lines
+    lines = [line for line in out.stderr.splitlines() if not progress.match(line)]
     full = [line for line in lines if line.startswith("error: strategy bad on BTCUSDT")]
     assert len(full) == 3 and all("take-profit" in line for line in full), lines
     calls = 96  # one per 15-minute bucket of the day

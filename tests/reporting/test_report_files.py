@@ -175,7 +175,8 @@ def test_bad_report_formats_are_a_usage_error(tmp_path: Path) -> None:
 def test_live_reports_show_the_same_family(tmp_path: Path) -> None:
     paper = btkit_cli(tmp_path, "paper", "--replay-from", "20240101", "--replay-to", "20240103")
     assert paper.returncode == 0, paper.stderr[-2000:]
-    out = btkit_cli(tmp_path, "report", "--report", "html,md", "--out", "live-reports")
+    state = "dump/replay/20240101-20240103"  # a replay keeps its state apart (issue 11)
+    out = btkit_cli(tmp_path, "report", "--dump-dir", state, "--report", "html,md", "--out", "live-reports")
     assert out.returncode == 0, out.stderr[-2000:]
     mds = list((tmp_path / "live-reports").glob("*_live-*.md"))
     assert len(mds) == 1, out.stdout

@@ -135,8 +135,13 @@ def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str) 
     return "\n".join(lines)
 
 
+def printable(name: str) -> str:
+    """A symbol as one printable cell: a newline or control character is shown escaped, never raw."""
+    return name if name.isprintable() else name.encode("unicode_escape").decode("ascii")
+
+
 def _symbol_cells(r: SymbolRow, cur: str) -> list[str]:
-    return [r.symbol, str(r.trades), pct(r.win_rate, signed=False), money(r.pnl, cur), money(r.fees, cur)]
+    return [printable(r.symbol), str(r.trades), pct(r.win_rate, signed=False), money(r.pnl, cur), money(r.fees, cur)]
 
 
 def curve_points(curve: EquityCurve, max_points: int = 60) -> list[tuple[int, float]]:

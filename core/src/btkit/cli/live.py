@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from btkit.accounting.view import printable
 from btkit.cli import replay as rehearsal
 from btkit.cli.common import (
     DEMO,
@@ -30,11 +31,6 @@ from btkit.cli.problems import RiskProblems, StrategyProblems, ends_live_run
 from btkit.context import iso
 from btkit.errors import BtkitError
 from btkit.secrets import mask, mask_options, register_option_secrets
-
-
-def _printable(name: str) -> str:
-    """A symbol as one printable line: a newline or control character is shown escaped, never raw."""
-    return name if name.isprintable() else name.encode("unicode_escape").decode("ascii")
 
 
 def configure_live(args: argparse.Namespace, settings: dict[str, dict[str, Any]], *, paper: bool) -> None:
@@ -114,7 +110,7 @@ def cmd_live(args: argparse.Namespace, *, paper: bool) -> int:
                 extra = f" {result.reason}"
             print(
                 mask(
-                    f"{when} {_printable(result.symbol)} {result.action} @ {result.current_price:.8g}{extra}"
+                    f"{when} {printable(result.symbol)} {result.action} @ {result.current_price:.8g}{extra}"
                 ),
                 flush=True,
             )
@@ -146,7 +142,7 @@ def cmd_live(args: argparse.Namespace, *, paper: bool) -> int:
     watcher = ControlWatcher(root, lambda req: apply_control(req, handles)).start()
     print(
         mask(
-            f"{mode}: {strategy} on {exchange} {', '.join(map(_printable, symbols))} — state in "
+            f"{mode}: {strategy} on {exchange} {', '.join(map(printable, symbols))} — state in "
             f"{live.SETTINGS.persistence} {mask_options(live.SETTINGS.persistence_options)}; "
             "Ctrl-C stops gracefully"
         ),
@@ -161,8 +157,8 @@ def cmd_live(args: argparse.Namespace, *, paper: bool) -> int:
             os._exit(130)
         if interrupts["n"] > 1:  # a repeated SIGTERM: already stopping
             return
-        held = [_printable(h.instance.symbol) for h in handles if h.instance.state.pending is not None]
-        resting = [_printable(h.instance.symbol) for h in handles if h.instance.state.scheduled is not None]
+        held = [printable(h.instance.symbol) for h in handles if h.instance.state.pending is not None]
+        resting = [printable(h.instance.symbol) for h in handles if h.instance.state.scheduled is not None]
         why = "nothing is open: stopping now"
         if held or resting:
             why = "; ".join(
@@ -200,12 +196,12 @@ def cmd_live(args: argparse.Namespace, *, paper: bool) -> int:
         stats = btkit.Live.get_data(sym, strategy=strategy, exchange=exchange)
         path = btkit.Live.dump(sym, strategy=strategy, exchange=exchange, path=dump_dir)
         print(
-            f"{_printable(sym)}: {stats.total_signals} closed, total pnl {fmt(stats.total_pnl, '%')}; report: {path}"
+            f"{printable(sym)}: {stats.total_signals} closed, total pnl {fmt(stats.total_pnl, '%')}; report: {path}"
         )
         rejected = [r for r in live.REJECTIONS if r.symbol == sym]
         if rejected:
             print(
-                f"{_printable(sym)}: {len(rejected)} signal(s) rejected by risk (see the report's Risk rejections section)"
+                f"{printable(sym)}: {len(rejected)} signal(s) rejected by risk (see the report's Risk rejections section)"
             )
     started = [sym for sym in symbols if sym not in never_started]
     if started:  # the money view (issue 12): persisted trades + open positions, from the persisted balance
@@ -224,7 +220,7 @@ def cmd_live(args: argparse.Namespace, *, paper: bool) -> int:
             raise h.error
     if failed:  # any other error: still the one line, naming the run it ended
         err = failed[0].error
-        raise BtkitError(f"live run on {_printable(failed[0].instance.symbol)} failed: {type(err).__name__}: {err}")
+        raise BtkitError(f"live run on {printable(failed[0].instance.symbol)} failed: {type(err).__name__}: {err}")
     return 0
 
 
