@@ -259,7 +259,7 @@ def test_the_real_gapped_sample_errors_clearly_on_its_first_gap(
     btkit.listen_done_backtest(done.append)
     with pytest.raises(btkit.CandleDataError) as info:
         list(btkit.Backtest.run("PAIR", strategy="g", exchange="sample", frame="all"))
-    first_gap_text = datetime.fromtimestamp(first_gap / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    first_gap_text = datetime.fromtimestamp(first_gap / 1000, UTC).strftime("%Y-%m-%dT%H:%MZ")  # ISO (issue 11)
     assert first_gap_text in str(info.value)
     assert "gaps='fill'" in str(info.value)
     assert len(done) == 1 and done[0].error is info.value and len(errors) == 1
