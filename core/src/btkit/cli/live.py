@@ -96,7 +96,11 @@ def cmd_live(args: argparse.Namespace, *, paper: bool) -> int:
         clock = btkit.ReplayClock(replay[0], end=replay[1], speed=args.speed)
     mode = "paper" if paper else "live"
     problems = StrategyProblems(
-        strict=args.strict, debug=bool(getattr(args, "debug", False)), raised=ends_live_run
+        strict=args.strict,
+        debug=bool(getattr(args, "debug", False)),
+        # the error that ends the whole run is its one closing line; with several symbols one of them
+        # stopping is printed when it happens (the others trade on)
+        raised=lambda e: ends_live_run(e) and (len(symbols) == 1 or str(e.where).startswith("live start-up")),
     )
     risk_lines = RiskProblems()
 
@@ -214,13 +218,14 @@ def cmd_live(args: argparse.Namespace, *, paper: bool) -> int:
     live.Live.shutdown()
     for line in risk_lines.summary():
         print(line)
-    problems.verdict(GET_SIGNAL_CALLS[strategy])
+    problems.print_summary()
     for h in failed:  # the first btkit error decides the exit code and the one-line message
         if isinstance(h.error, BtkitError):
             raise h.error
     if failed:  # any other error: still the one line, naming the run it ended
         err = failed[0].error
         raise BtkitError(f"live run on {printable(failed[0].instance.symbol)} failed: {type(err).__name__}: {err}")
+    problems.verdict(GET_SIGNAL_CALLS[strategy])  # no signal evaluated at all, or --strict and an error
     return 0
 
 

@@ -88,6 +88,7 @@ class StrategyProblems:
         self.other: Counter[str] = Counter()  # not the strategy's (exchange faults, …): each kind 3 times
         self.other_example: dict[str, str] = {}
         self.first: str | None = None
+        self._summarised = False
 
     def install(self) -> None:
         import btkit
@@ -143,10 +144,17 @@ class StrategyProblems:
             lines += [f"  {n:>6} × {self.example[key]}" for key, n in self.by_message.most_common()]
         return lines
 
-    def verdict(self, calls: int) -> None:
-        """Raise :class:`StrategyFailed` when the run did not do what was asked."""
+    def print_summary(self) -> None:
+        """The end-of-run summary on stderr (once)."""
+        if self._summarised:
+            return
+        self._summarised = True
         for line in self.summary():
             print(line, file=self.out, flush=True)
+
+    def verdict(self, calls: int) -> None:
+        """Raise :class:`StrategyFailed` when the run did not do what was asked."""
+        self.print_summary()
         if self.fatal:
             raise StrategyFailed(
                 f"--strict: the strategy failed ({self.first}); fix it, or run without --strict"
