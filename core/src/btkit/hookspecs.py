@@ -149,3 +149,16 @@ if TYPE_CHECKING:
 def btkit_sizings() -> Sequence[SizingSpec]:
     """Called once when a run collects components. Return the position sizing methods this plugin offers
     (``btkit.accounting.SizingSpec`` records); the run picks one by name (``--sizing NAME[:ARG]``)."""
+
+
+# ============================================================ research (issue 14: executors)
+if TYPE_CHECKING:
+    from btkit.research.executors import ExecutorSpec
+
+
+@hookspec
+def btkit_executors() -> Sequence[ExecutorSpec]:
+    """Called when research (``btkit optimize``, ``btkit walk``, the Python API) picks an executor. Return
+    the executors this plugin offers (``btkit.research.executors.ExecutorSpec`` records: name, factory
+    taking ``ExecutorOptions``); the lists of all plugins are concatenated and the run picks one by name
+    (``--executor NAME``)."""

@@ -57,6 +57,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "btkit.defaults.smacross",
     "btkit.defaults.smacross_array",  # the demo in the array form (issue 13)
     "btkit.defaults.sizings",
+    "btkit.defaults.executors",  # research executors serial/process (issue 14)
 )
 
 

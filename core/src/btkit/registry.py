@@ -98,10 +98,18 @@ def add_strategy(
     risk: str | None = None,
     risks: Sequence[str] = (),
     callbacks: Any = None,
+    params: Mapping[str, Any] | None = None,
 ) -> StrategySpec:
-    """Register a strategy: ``get_signal(symbol, when, current_price) -> Signal | dict | None``."""
+    """Register a strategy: ``get_signal(symbol, when, current_price) -> Signal | dict | None``; ``params``
+    declares its typed parameters (``btkit.IntParam`` …, read with ``btkit.get_params()``)."""
     spec = StrategySpec(
-        name=name, get_signal=get_signal, interval=interval, risk=risk, risks=risks, callbacks=callbacks
+        name=name,
+        get_signal=get_signal,
+        interval=interval,
+        risk=risk,
+        risks=risks,
+        callbacks=callbacks,
+        params=params or {},
     )
     CODE.strategies[name] = spec
     return spec
@@ -135,15 +143,30 @@ def add_array_strategy(
     risk: str | None = None,
     risks: Sequence[str] = (),
     callbacks: Any = None,
+    params: Mapping[str, Any] | None = None,
+    window_for: Callable[[Any], int] | None = None,
 ) -> StrategySpec:
     """Register an array-form strategy: ``populate(candles)`` returns the per-bar requests
-    (docs/array-strategies.md)."""
+    (docs/array-strategies.md); ``params`` and ``window_for`` as in docs/parameters.md."""
     from btkit.components import ArrayForm
 
     form = ArrayForm(
-        populate=populate, window=window, pandas=pandas, informative=informative, defaults=defaults or {}
+        populate=populate,
+        window=window,
+        pandas=pandas,
+        informative=informative,
+        defaults=defaults or {},
+        window_for=window_for,
     )
-    spec = StrategySpec(name=name, array=form, interval=interval, risk=risk, risks=risks, callbacks=callbacks)
+    spec = StrategySpec(
+        name=name,
+        array=form,
+        interval=interval,
+        risk=risk,
+        risks=risks,
+        callbacks=callbacks,
+        params=params or {},
+    )
     CODE.strategies[name] = spec
     return spec
 

@@ -12,7 +12,7 @@ import asyncio
 import inspect
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
@@ -81,6 +81,7 @@ class StrategyInstance:
         self._check_failures = 0
         self._tick_when: int | None = None  # the minute being ticked (stamped on live commits)
         self._saved = InstanceState()  # live: the state as last written; commits are diffed against it
+        self.params: Mapping[str, Any] = {}  # this run's parameter values (Run.instance resolves them)
 
     @property
     def stopping(self) -> bool:
