@@ -22,6 +22,7 @@ from btkit.cli.common import (
     register_risks,
     run_value,
     settings_for,
+    strategy_params,
     symbols_of,
 )
 
@@ -95,6 +96,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     symbols = symbols_of(args, settings)
     start, end = parse_timerange(run_value(args, settings, "timerange", DEMO["timerange"]))
     interval = run_value(args, settings, "interval", "1m")
+    params = strategy_params(args, settings, strategy)  # docs/parameters.md
     frame = f"{start:%Y%m%d}-{end:%Y%m%d}"
     btkit.add_frame(frame, start, end - timedelta(minutes=1), interval=interval)
     dump_dir = Path(args.dump_dir or "./dump") / "backtest"
@@ -118,7 +120,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     else:
         for symbol in symbols:
             for _ in btkit.Backtest.run(
-                symbol, strategy=strategy, exchange=exchange, frame=frame, risks=risks
+                symbol, strategy=strategy, exchange=exchange, frame=frame, risks=risks, params=params
             ):
                 pass
     for symbol in symbols:

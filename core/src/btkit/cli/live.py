@@ -25,6 +25,7 @@ from btkit.cli.common import (
     register_risks,
     run_value,
     settings_for,
+    strategy_params,
     symbols_of,
 )
 from btkit.errors import BtkitError
@@ -131,8 +132,10 @@ def cmd_live(args: argparse.Namespace, *, paper: bool) -> int:
         state_root=Path(state_root) if state_root else None,
     )
     check_paths(paths, what=f"btkit {mode}")  # every path it will write, before anything trades
+    params = strategy_params(args, settings, strategy)  # docs/parameters.md
     handles = [
-        btkit.Live.background(sym, strategy=strategy, exchange=exchange, clock=clock) for sym in symbols
+        btkit.Live.background(sym, strategy=strategy, exchange=exchange, clock=clock, params=params)
+        for sym in symbols
     ]
     print(
         mask(

@@ -122,8 +122,13 @@ _WORKER_SHARED: Mapping[str, Any] = {}
 
 
 def _init_worker(shared: Mapping[str, Any]) -> None:
+    import signal
+
     global _WORKER_SHARED
     _WORKER_SHARED = shared
+    signal.signal(
+        signal.SIGINT, signal.SIG_IGN
+    )  # Ctrl-C is the driver's: it stops the pool and keeps results
 
 
 def _run_in_worker(fn: Callable[[Mapping[str, Any], Any], Any], item: Any) -> Any:

@@ -155,7 +155,7 @@ def best_report(
     import btkit
     from btkit.context import ms_to_datetime
 
-    frame = f"optimize-best-{start_ms}-{end_ms}"
+    frame = "optimize-best"
     btkit.add_frame(frame, ms_to_datetime(start_ms), ms_to_datetime(end_ms), interval=interval)
     for _ in btkit.Backtest.run(
         symbol, strategy=strategy, exchange=exchange, frame=frame, risks=tuple(risks), params=params
