@@ -8,6 +8,7 @@ the frame. It returns a :class:`TrialOutcome`: the metrics and the trade list.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -100,6 +101,10 @@ def trades_of(results: Any) -> tuple[tuple[Any, ...], ...]:
 _SETUP: dict[str, Any] = {}
 
 
+def _quiet(record: logging.LogRecord) -> bool:
+    return not getattr(record, "btkit_error_event", False)
+
+
 def _setup(shared: Mapping[str, Any]) -> str:
     """Once per worker process: the strategy files, engine settings and the shared-candle exchange."""
     from btkit.research.shared import shared_exchange
@@ -148,6 +153,8 @@ def run_trial(shared: Mapping[str, Any], task: Task) -> TrialOutcome:
     btkit.add_frame(frame, ms_to_datetime(task.start_ms), ms_to_datetime(task.end_ms), interval=task.interval)
     errors: list[Any] = []
     unsubscribe = btkit.listen_error(errors.append)
+    log = logging.getLogger("btkit")
+    log.addFilter(_quiet)  # error events are collected into TrialFailed, not printed once per tick
     try:
         results = list(
             btkit.Backtest.run(
@@ -161,6 +168,7 @@ def run_trial(shared: Mapping[str, Any], task: Task) -> TrialOutcome:
         )
     finally:
         unsubscribe()
+        log.removeFilter(_quiet)
     if errors:
         first = errors[0]
         raise TrialFailed(f"{len(errors)} error(s) during the backtest; first: {first.where}: {first.error}")
