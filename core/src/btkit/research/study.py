@@ -160,7 +160,7 @@ class Study:
 
         stop = min(end_ms + TAIL_MS, wall_clock_ms())
         intervals = ["1m", self.spec.interval, *(self.spec.array.informative if self.spec.array else ())]
-        arrays = fetch_candles(exchange, symbol, intervals, start_ms - warmup, stop)
+        arrays = self._fetch(exchange, symbol, intervals, start_ms, warmup, stop)
         self._owned: SharedCandles | None = None
         if executor == "serial":
             handles = CandleHandles(exchange=exchange, local=arrays)
@@ -178,6 +178,22 @@ class Study:
             "engine": dict(engine or {}),
         }
         self.executor.start(self.shared)
+
+    @staticmethod
+    def _fetch(
+        exchange: str, symbol: str, intervals: list[str], start_ms: int, warmup: int, stop: int
+    ) -> dict[tuple[str, str], Any]:
+        """The candles from ``warmup`` before the start; an exchange whose data begin later (a candle store)
+        refuses the early part: halve the warm-up until it serves the range (the start itself must be there)."""
+        from btkit.errors import CandleDataError
+
+        while True:
+            try:
+                return fetch_candles(exchange, symbol, intervals, start_ms - warmup, stop)
+            except CandleDataError:
+                if warmup < 3_600_000:
+                    raise
+                warmup //= 2
 
     def __enter__(self) -> Study:
         return self
