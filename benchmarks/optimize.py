@@ -38,6 +38,34 @@ def children_rss_mb() -> float:
     return kb / 1024
 
 
+def memory_mb() -> dict[str, float]:
+    """This process's proportional (Pss: shared pages split between their users) and private memory."""
+    out = {"pss": 0.0, "private": 0.0}
+    try:
+        with open("/proc/self/smaps_rollup") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return out
+    for line in lines:
+        key, _, rest = line.partition(":")
+        if key == "Pss":
+            out["pss"] = int(rest.split()[0]) / 1024
+        elif key in ("Private_Clean", "Private_Dirty"):
+            out["private"] += int(rest.split()[0]) / 1024
+    return out
+
+
+def probe(shared: Any, item: Any) -> dict[str, Any]:
+    import os
+
+    return {"pid": os.getpid(), **memory_mb()}
+
+
+def cpu_s() -> float:
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def side(name: str, quick: bool, jobs: int) -> dict[str, Any]:
     import btkit
     from btkit.store import store_exchange
@@ -52,7 +80,7 @@ def side(name: str, quick: bool, jobs: int) -> dict[str, Any]:
         n = sum(
             1 for _ in btkit.Backtest.run(SYMBOL, strategy="smacross-array", exchange=EXCHANGE, frame="one")
         )
-        out.update(seconds=time.perf_counter() - t, results=n, rss_mb=peak_rss_mb())
+        out.update(seconds=time.perf_counter() - t, results=n, rss_mb=peak_rss_mb(), mem=memory_mb())
         return out
     executor = name
     if name == "ray":
@@ -61,9 +89,25 @@ def side(name: str, quick: bool, jobs: int) -> dict[str, Any]:
         t = time.perf_counter()
         ray.init(num_cpus=jobs, include_dashboard=False)
         out["cluster_start_s"] = time.perf_counter() - t
+    from btkit.context import datetime_to_ms
+    from btkit.research.study import Study
+
     t = time.perf_counter()
+    cpu0 = cpu_s()
+    study = Study(
+        strategy="smacross-array",
+        symbol=SYMBOL,
+        exchange=EXCHANGE,
+        start_ms=datetime_to_ms(start),
+        end_ms=datetime_to_ms(end),
+        executor=executor,
+        jobs=jobs,
+    )
+    out["load_s"] = time.perf_counter() - t
     result = btkit.optimize(
         "smacross-array",
+        study=study,
+        report=False,
         params=params,
         constraint="fast < slow",
         start=start,
@@ -74,6 +118,14 @@ def side(name: str, quick: bool, jobs: int) -> dict[str, Any]:
         jobs=jobs,
     )
     seconds = time.perf_counter() - t
+    workers = {
+        m["pid"]: m for _, m in study.executor.map(probe, list(range(4 * jobs))) if isinstance(m, dict)
+    }
+    study.close()
+    out["cpu_s"] = cpu_s() - cpu0
+    out["worker_mem"] = (
+        max(workers.values(), key=lambda m: m["pss"]) if name != "serial" and workers else None
+    )
     failed = [r for r in result.records if r.status != "ok"]
     out.update(
         trials=len(result.records),
@@ -133,6 +185,16 @@ def main() -> None:
         if r.get("failed"):
             print(f"  {r['failed']} failed trial(s): {r.get('first_error')}")
     print(f"best: {serial['best']}")
+    one = single["mem"]
+    print(f"memory of one backtest process: Pss {one['pss']:.0f} MB, private {one['private']:.0f} MB")
+    for name in sides[1:]:
+        r = res[name]
+        w = r.get("worker_mem")
+        cpu = f"CPU {r['cpu_s'] / r['trials']:.2f} s/trial (all processes), candles loaded in {r['load_s']:.2f} s"
+        if w:
+            ratio = w["pss"] / one["pss"] if one["pss"] else float("nan")
+            cpu += f"; a worker: Pss {w['pss']:.0f} MB ({ratio:.2f}x one backtest), private {w['private']:.0f} MB"
+        print(f"{name}: {cpu}")
     print(
         "RESULT "
         + json.dumps({k: {kk: vv for kk, vv in v.items() if kk != "ranking"} for k, v in res.items()})

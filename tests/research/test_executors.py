@@ -55,8 +55,14 @@ def reference() -> dict:
             )
             plain[(fast, slow)] = trades_of(results)
     serial = optimize("smacross-array", params=GRID, start=START, end=END, executor="serial")
+    rnd = optimize("smacross-array", params=GRID, start=START, end=END, method="random", trials=4, seed=3)
     reset_btkit()
-    return {"plain": plain, "ranking": [(r.index, r.params) for r in serial.ranked]}
+    return {
+        "plain": plain,
+        "ranking": [(r.index, r.params) for r in serial.ranked],
+        "random": [(r.index, r.params) for r in rnd.records],
+        "random_ranking": [(r.index, r.params) for r in rnd.ranked],
+    }
 
 
 @pytest.mark.parametrize("executor", EXECUTORS)
@@ -88,18 +94,8 @@ def test_trial_set_and_ranking_do_not_depend_on_jobs_or_executor(
         trials=4,
         seed=3,
     )
-    serial = optimize(
-        "smacross-array",
-        params=GRID,
-        start=START,
-        end=END,
-        executor="serial",
-        method="random",
-        trials=4,
-        seed=3,
-    )
-    assert [(r.index, r.params) for r in result.records] == [(r.index, r.params) for r in serial.records]
-    assert [(r.index, r.params) for r in result.ranked] == [(r.index, r.params) for r in serial.ranked]
+    assert [(r.index, r.params) for r in result.records] == reference["random"]
+    assert [(r.index, r.params) for r in result.ranked] == reference["random_ranking"]
     grid = optimize("smacross-array", params=GRID, start=START, end=END, executor=executor, jobs=jobs)
     assert [(r.index, r.params) for r in grid.ranked] == reference["ranking"]
 

@@ -58,10 +58,15 @@ def test_prints_the_table_and_writes_csv_heatmap_and_report(tmp_path: Path) -> N
         (("--param", "fast=5:10:5", "--method", "annealing"), "unknown method"),
     ],
 )
-def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, args: tuple[str, ...], words: str) -> None:
-    out = btkit_cli("optimize", *args, "--timerange", "20240101-20240102", cwd=tmp_path)
-    assert out.returncode == 2, out.stdout + out.stderr
-    lines = out.stderr.strip().splitlines()
+def test_bad_input_is_one_line_and_exit_2(
+    tmp_path: Path, args: tuple[str, ...], words: str, capsys: pytest.CaptureFixture[str], btkit_clean: None
+) -> None:
+    from btkit.cli import main
+
+    code = main(["optimize", *args, "--timerange", "20240101-20240102", "--dump-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("btkit: error:") and words in lines[0], lines
 
 

@@ -99,8 +99,13 @@ def test_cli_param_and_toml_reach_the_report(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("bad", ["fast=999", "speed=3"])
-def test_cli_bad_param_is_one_line_exit_2(tmp_path: Path, bad: str) -> None:
-    out = btkit_cli("backtest", "--timerange", "20240101-20240102", "--param", bad, cwd=tmp_path)
-    assert out.returncode == 2
-    lines = out.stderr.strip().splitlines()
+def test_cli_bad_param_is_one_line_exit_2(
+    tmp_path: Path, bad: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from btkit.cli import main
+
+    code = main(["backtest", "--timerange", "20240101-20240102", "--param", bad, "--dump-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2
+    lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("btkit: error:") and bad.split("=")[0] in lines[0]

@@ -65,13 +65,13 @@ def test_train_test_must_not_overlap(btkit_clean: None) -> None:
 def test_cli_walk_forward_prints_in_sample_beside_out_of_sample(tmp_path: Path) -> None:
     out = btkit_cli(
         "optimize", "--strategy", "smacross-array", "--param", "fast=5:15:5", "--param", "slow=20:40:20",
-        "--timerange", "20240101-20240122", "--walk-forward", "anchored", "--windows", "2", "--no-progress", cwd=tmp_path,
+        "--timerange", "20240101-20240113", "--walk-forward", "anchored", "--windows", "2", "--no-progress", cwd=tmp_path,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert "walk-forward (anchored)" in out.stdout and "in-sample   out-of-sample" in out.stdout
     train = btkit_cli(
-        "optimize", "--strategy", "smacross-array", "--param", "fast=5:15:5", "--train", "20240101-20240110",
-        "--test", "20240110-20240120", "--no-progress", cwd=tmp_path,
+        "optimize", "--strategy", "smacross-array", "--param", "fast=5:15:5", "--train", "20240101-20240106",
+        "--test", "20240106-20240111", "--metric", "total_pnl", "--no-progress", cwd=tmp_path,
     )  # fmt: skip
     assert train.returncode == 0, train.stderr
     assert "walk-forward (train/test)" in train.stdout

@@ -81,7 +81,10 @@ class SharedCandles:
                 arr = np.ascontiguousarray(arr, dtype=np.float64)
                 shm = shared_memory.SharedMemory(create=True, size=max(1, arr.nbytes))
                 self._blocks.append(shm)
-                np.ndarray(arr.shape, dtype=np.float64, buffer=shm.buf)[:] = arr
+                view = np.ndarray(arr.shape, dtype=np.float64, buffer=shm.buf)
+                view[:] = arr
+                del view
+                shm.close()  # unmapped here: forked workers do not inherit a second mapping of the block
                 blocks.append((symbol, iv, shm.name, int(arr.shape[0])))
         except BaseException:
             self.close()
@@ -93,7 +96,7 @@ class SharedCandles:
         for shm in self._blocks:
             try:
                 shm.close()
-                shm.unlink()
+                shm.unlink()  # by name: works on a closed block
             except FileNotFoundError:
                 pass
         self._blocks = []
