@@ -114,7 +114,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         )
         progress.portfolio = symbols[0]
         for _ in btkit.Backtest.run_portfolio(
-            symbols, strategy=strategy, exchange=exchange, frame=frame, risks=risks
+            symbols, strategy=strategy, exchange=exchange, frame=frame, risks=risks, params={strategy: params}
         ):
             pass
     else:

@@ -266,14 +266,21 @@ class Backtest:
         exchange: str,
         frame: str,
         risks: tuple[str, ...] = (),
+        params: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> ResultStream[TickResult]:
         """Backtest several symbols (and strategies) as one portfolio, in lockstep minute by minute, so
-        risk profiles they share act as they do live. ``get_data``/``dump`` then work per symbol."""
+        risk profiles they share act as they do live. ``get_data``/``dump`` then work per symbol.
+        ``params`` maps a strategy name to its parameter overrides (docs/parameters.md)."""
         from btkit.engine.portfolio import run_portfolio
 
         return ResultStream(
             lambda: run_portfolio(
-                list(symbols), strategy=strategy, exchange=exchange, frame=frame, risks=tuple(risks)
+                list(symbols),
+                strategy=strategy,
+                exchange=exchange,
+                frame=frame,
+                risks=tuple(risks),
+                params=params,
             )
         )
 
