@@ -114,3 +114,28 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None
 
     assert table(resumed.stdout) == table(full.stdout)
     assert _rows(killed) == _rows(whole)
+
+
+def test_ctrl_c_keeps_the_finished_trials(tmp_path: Path) -> None:
+    args = [
+        "optimize", "--strategy", "smacross-array", "--param", "fast=5:27:2", "--timerange", TIMERANGE,
+        "--executor", "process", "--jobs", "2", "--no-progress",
+    ]  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "btkit.cli", *args], cwd=tmp_path, start_new_session=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        found = list(tmp_path.glob("dump/optimize/*/trials.jsonl"))
+        if found and sum('"kind": "trial"' in line for line in found[0].read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends: the whole process group
+    out, err = proc.communicate(timeout=60)
+    if proc.returncode == 0:
+        pytest.skip("the run finished before the interrupt arrived")
+    assert proc.returncode == 130, err
+    assert "continue with --resume" in out
+    rows = _rows(tmp_path)
+    assert 2 <= len(rows) < 12 and all(r["status"] == "ok" for r in rows)
