@@ -156,7 +156,11 @@ __all__ = [
 # array-form strategies (issue 13, docs/array-strategies.md); money: wallet and position sizing (issue 12)
 from btkit.accounting import SizingRequest, SizingSpec, get_wallet, set_wallet
 from btkit.components import ArrayForm
+
+# strategy parameters and research (issue 14: docs/parameters.md, walker.md, optimizer.md)
+from btkit.params import CategoricalParam, FloatParam, IntParam, Param, get_params
 from btkit.registry import add_array_strategy, add_sizing
+from btkit.research import Walker, add_walker, optimize, walk_forward
 
 __all__ += ["ArrayForm", "add_array_strategy"]
 __all__ += ["SizingRequest", "SizingSpec", "add_sizing", "get_wallet", "set_wallet"]
@@ -167,3 +171,5 @@ from btkit.ops.actions import drain_actions  # noqa: E402  (installs the action 
 from btkit.registry import add_action  # noqa: E402
 
 __all__ += ["ActionSpec", "add_action", "drain_actions"]
+__all__ += ["CategoricalParam", "FloatParam", "IntParam", "Param", "get_params"]
+__all__ += ["Walker", "add_walker", "optimize", "walk_forward"]

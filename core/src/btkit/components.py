@@ -14,6 +14,7 @@ from typing import Any
 import attrs
 
 from btkit.errors import ConfigError
+from btkit.params import Param, params_of
 
 INTERVAL_MS: dict[str, int] = {
     "1m": 60_000,
@@ -135,6 +136,15 @@ class ArrayForm:
     informative: Sequence[str] = attrs.field(default=(), converter=tuple, validator=_informative)
     # eq=False: a dict is unhashable, and a StrategySpec must stay hashable like the other records
     defaults: Any = attrs.field(factory=dict, converter=dict, validator=_defaults, eq=False)
+    # the warm-up/live window for given parameter values (docs/parameters.md), e.g. ``lambda p: p["slow"] + 1``;
+    # the run uses the larger of ``window`` and this
+    window_for: Callable[[Any], int] | None = attrs.field(default=None, eq=False)
+
+    def effective_window(self, params: Any) -> int:
+        """The window of a run with these parameter values."""
+        if self.window_for is None or params is None:
+            return self.window
+        return max(self.window, int(self.window_for(params)))
 
 
 @attrs.frozen(kw_only=True)
@@ -152,6 +162,8 @@ class StrategySpec:
     array: ArrayForm | None = None  # the array form (issue 13); exactly one of get_signal / array
     #: names of the actions (``btkit.ActionSpec``) that receive this strategy's events (docs/actions.md)
     actions: Sequence[str] = attrs.field(default=(), converter=tuple)
+    # typed parameters with defaults and ranges (issue 14, docs/parameters.md); eq=False keeps it hashable
+    params: dict[str, Param] = attrs.field(factory=dict, converter=params_of, eq=False)
 
     def __attrs_post_init__(self) -> None:
         if (self.get_signal is None) == (self.array is None):

@@ -166,7 +166,9 @@ def reset_config() -> EngineConfig:
 
 
 # ---------------------------------------------------------------- btkit.toml + environment
-SECTIONS = ("run", "exchange", "broker", "persistence", "risk", "engine", "wallet", "sizing", "actions")
+SECTIONS = (
+    "run", "exchange", "broker", "persistence", "risk", "engine", "wallet", "sizing", "actions", "strategy"
+)
 # keys the host reads itself; [broker]/[persistence] options go to the plugin, which checks its own, and
 # [exchange.<name>] tables belong to exchange plugins
 KNOWN_KEYS = {
@@ -174,6 +176,7 @@ KNOWN_KEYS = {
     "exchange": ("offline", "data_dir", "gaps"),
     "wallet": ("balance", "currency"),  # docs/wallet-and-sizing.md
     "sizing": ("method", "min_size", "max_percent", "max_size"),
+    "strategy": ("params",),  # [strategy.params]: docs/parameters.md
 }
 
 

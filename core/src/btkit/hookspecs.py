@@ -159,8 +159,10 @@ if TYPE_CHECKING:
 
 @hookspec
 def btkit_executors() -> Sequence[ExecutorSpec]:
-    """Called once when a research run collects components. Return the executors this plugin offers
-    (``btkit.research.executors.ExecutorSpec`` records); the run picks one by name (``--executor NAME``)."""
+    """Called when research (``btkit optimize``, ``btkit walk``, the Python API) picks an executor. Return
+    the executors this plugin offers (``btkit.research.executors.ExecutorSpec`` records: name, factory
+    taking ``ExecutorOptions``); the lists of all plugins are concatenated and the run picks one by name
+    (``--executor NAME``)."""
 
 
 # ============================================================ operations (issue 17: running a bot)

@@ -59,6 +59,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "btkit.defaults.smacross_array",  # the demo in the array form (issue 13)
     "btkit.defaults.sizings",
     "btkit.ops.actions",  # broker outcomes for actions (btkit_commit_failed), docs/actions.md
+    "btkit.defaults.executors",  # research executors serial/process (issue 14)
 )
 
 

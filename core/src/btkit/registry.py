@@ -105,9 +105,11 @@ def add_strategy(
     risks: Sequence[str] = (),
     callbacks: Any = None,
     actions: Sequence[str] = (),
+    params: Mapping[str, Any] | None = None,
 ) -> StrategySpec:
     """Register a strategy: ``get_signal(symbol, when, current_price) -> Signal | dict | None``;
-    ``actions`` names the actions that receive its events (docs/actions.md)."""
+    ``actions`` names the actions that receive its events (docs/actions.md); ``params`` declares its typed
+    parameters (``btkit.IntParam`` …, read with ``btkit.get_params()``)."""
     spec = StrategySpec(
         name=name,
         get_signal=get_signal,
@@ -116,6 +118,7 @@ def add_strategy(
         risks=risks,
         callbacks=callbacks,
         actions=actions,
+        params=params or {},
     )
     CODE.strategies[name] = spec
     return spec
@@ -150,16 +153,30 @@ def add_array_strategy(
     risks: Sequence[str] = (),
     callbacks: Any = None,
     actions: Sequence[str] = (),
+    params: Mapping[str, Any] | None = None,
+    window_for: Callable[[Any], int] | None = None,
 ) -> StrategySpec:
     """Register an array-form strategy: ``populate(candles)`` returns the per-bar requests
-    (docs/array-strategies.md)."""
+    (docs/array-strategies.md); ``params`` and ``window_for`` as in docs/parameters.md."""
     from btkit.components import ArrayForm
 
     form = ArrayForm(
-        populate=populate, window=window, pandas=pandas, informative=informative, defaults=defaults or {}
+        populate=populate,
+        window=window,
+        pandas=pandas,
+        informative=informative,
+        defaults=defaults or {},
+        window_for=window_for,
     )
     spec = StrategySpec(
-        name=name, array=form, interval=interval, risk=risk, risks=risks, callbacks=callbacks, actions=actions
+        name=name,
+        array=form,
+        interval=interval,
+        risk=risk,
+        risks=risks,
+        callbacks=callbacks,
+        params=params or {},
+        actions=actions,
     )
     CODE.strategies[name] = spec
     return spec

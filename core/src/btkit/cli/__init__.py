@@ -34,7 +34,7 @@ from btkit.secrets import mask
 
 __all__ = ["CliError", "build_parser", "main", "parse_day", "parse_timerange"]
 
-VERBS = ("backtest", "live", "plugins", "report", "data", "persistence", "new", "check", "serve")
+VERBS = ("backtest", "live", "plugins", "report", "data", "persistence", "new", "check", "serve", "optimize", "walk")
 
 
 def version_lines() -> list[str]:

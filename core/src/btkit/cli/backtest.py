@@ -23,6 +23,7 @@ from btkit.cli.common import (
     run_value,
     settings_for,
     strategy_of,
+    strategy_params,
     symbols_of,
     timerange_of,
 )
@@ -113,6 +114,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     interval = run_value(args, settings, "interval", frame_interval or "1m")
     exports = export_formats(args.export)
     check_run(strategy, exchange, symbols)  # names first: an error is the only line, nothing printed before
+    params = strategy_params(args, settings, strategy)  # docs/parameters.md
     problems = StrategyProblems(
         strict=args.strict, debug=bool(getattr(args, "debug", False)), raised=ends_backtest
     )
@@ -139,7 +141,12 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         try:
             with PERFORMANCE.timed("backtest: portfolio run"):
                 for _ in btkit.Backtest.run_portfolio(
-                    symbols, strategy=strategy, exchange=exchange, frame=frame, risks=risks
+                    symbols,
+                    strategy=strategy,
+                    exchange=exchange,
+                    frame=frame,
+                    risks=risks,
+                    params={strategy: params},
                 ):
                     if problems.fatal:
                         break
@@ -150,7 +157,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
             for symbol in symbols:
                 with PERFORMANCE.timed("backtest: run per symbol"):
                     for _ in btkit.Backtest.run(
-                        symbol, strategy=strategy, exchange=exchange, frame=frame, risks=risks
+                        symbol, strategy=strategy, exchange=exchange, frame=frame, risks=risks, params=params
                     ):
                         if problems.fatal:
                             break

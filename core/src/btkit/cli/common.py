@@ -196,6 +196,22 @@ def check_past(start: datetime, end: datetime, what: str) -> None:
         )
 
 
+def strategy_params(args: argparse.Namespace, settings: Settings, strategy: str) -> dict[str, Any]:
+    """``[strategy.params]`` of btkit.toml overridden by ``--param NAME=VALUE``, checked against the
+    strategy's declared parameters now (unknown name or out of range: a usage error, exit 2)."""
+    from btkit.params import resolve_params
+    from btkit.plugins import collect_components, get_plugin_manager
+
+    table = settings.get("strategy", {}).get("params", {})
+    if not isinstance(table, dict):
+        raise CliError("[strategy] params must be a table: [strategy.params] then name = value lines")
+    given = {**table, **parse_options(getattr(args, "param", None))}
+    if given:
+        spec = collect_components(get_plugin_manager()).get("strategy", strategy)
+        resolve_params(strategy, spec.params, given)
+    return given
+
+
 def run_value(args: argparse.Namespace, settings: Settings, name: str, default: Any) -> Any:
     value = getattr(args, name, None)
     if value not in (None, []):
@@ -277,6 +293,12 @@ def add_run_options(sp: argparse.ArgumentParser) -> None:
         "--strict",
         action="store_true",
         help="any strategy error or invalid signal fails the run (exit 1; a live run stops at the first)",
+    )
+    sp.add_argument(
+        "--param",
+        action="append",
+        metavar="NAME=VALUE",
+        help="a strategy parameter for this run, repeatable (overrides [strategy.params]; docs/parameters.md)",
     )
     add_debug(sp)
 

@@ -25,6 +25,7 @@ from btkit.cli.common import (
     register_risks,
     settings_for,
     strategy_of,
+    strategy_params,
     symbols_of,
 )
 from btkit.cli.problems import RiskProblems, StrategyProblems, ends_live_run
@@ -140,8 +141,10 @@ def cmd_live(args: argparse.Namespace, *, paper: bool) -> int:
 
     root = Path(args.dump_dir or "./dump")
     Journal(root).subscribe()  # what btkit serve shows as logs, risk rejections and recent events
+    params = strategy_params(args, settings, strategy)  # docs/parameters.md
     handles = [
-        btkit.Live.background(sym, strategy=strategy, exchange=exchange, clock=clock) for sym in symbols
+        btkit.Live.background(sym, strategy=strategy, exchange=exchange, clock=clock, params=params)
+        for sym in symbols
     ]
     watcher = ControlWatcher(root, lambda req: apply_control(req, handles)).start()
     print(

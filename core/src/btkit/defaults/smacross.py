@@ -5,9 +5,12 @@ Registered like every default (``btkit.plugins.DEFAULT_PLUGINS``), so ``pip inst
 under two names, ``smacross`` and ``sma-cross``. It is written exactly like a third-party strategy package
 (see ``docs/writing-a-strategy-package.md``).
 
-Rule: on 15-minute candles, go long when SMA(10) of the closes crosses above SMA(30) — the previous
-SMA(10) was at or below the previous SMA(30) and the current SMA(10) is above the current SMA(30). Take
-profit +2 %, stop loss −1 % from the current price, at most one day (1440 minutes) in the trade, $100.
+Rule: on 15-minute candles, go long when SMA(fast) of the closes crosses above SMA(slow) — the previous
+SMA(fast) was at or below the previous SMA(slow) and the current SMA(fast) is above the current SMA(slow).
+Take profit +2 %, stop loss −1 % from the current price, at most one day (1440 minutes) in the trade, $100.
+
+Parameters (docs/parameters.md): ``fast`` (int, default 10, 5..50) and ``slow`` (int, default 30,
+10..400); ``fast`` must stay below ``slow``. ``btkit.get_params()`` gives the values of the current run.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ __all__ = [
     "FAST",
     "INTERVAL",
     "LIFETIME_MINUTES",
+    "PARAMS",
     "SLOW",
     "STOP_LOSS_PERCENT",
     "TAKE_PROFIT_PERCENT",
@@ -42,6 +46,19 @@ STOP_LOSS_PERCENT = 1.0
 LIFETIME_MINUTES = 1440
 COST = 100.0
 DIST = "btkit"
+PARAMS = {
+    "fast": btkit.IntParam(FAST, 5, 50, "SMA length of the fast average (15m bars)"),
+    "slow": btkit.IntParam(SLOW, 10, 400, "SMA length of the slow average (15m bars)"),
+}
+
+
+def fast_slow() -> tuple[int, int]:
+    """The ``fast``/``slow`` values of the current run; fast must be below slow."""
+    p = btkit.get_params()
+    fast, slow = int(p.get("fast", FAST)), int(p.get("slow", SLOW))
+    if fast >= slow:
+        raise ValueError(f"smacross needs fast < slow, got fast={fast} slow={slow}")
+    return fast, slow
 
 
 def crossed_up(close: np.ndarray, fast: int = FAST, slow: int = SLOW) -> bool:
@@ -75,14 +92,15 @@ def long_bracket(current_price: float) -> dict[str, Any]:
 
 def get_signal(symbol: str, when: datetime, current_price: float) -> dict[str, Any] | None:
     """Called by the engine once per 15-minute bucket with nothing open."""
-    candles = btkit.get_candles(symbol, INTERVAL, SLOW + 1)
-    if not crossed_up(candles.close):
+    fast, slow = fast_slow()
+    candles = btkit.get_candles(symbol, INTERVAL, slow + 1)
+    if not crossed_up(candles.close, fast, slow):
         return None
     return {
         **long_bracket(current_price),
         "minute_estimated_time": LIFETIME_MINUTES,
         "cost": COST,
-        "note": f"SMA({FAST}) crossed above SMA({SLOW}) on {INTERVAL}",
+        "note": f"SMA({fast}) crossed above SMA({slow}) on {INTERVAL}",
     }
 
 
@@ -90,6 +108,6 @@ def get_signal(symbol: str, when: datetime, current_price: float) -> dict[str, A
 def btkit_strategies() -> list[StrategySpec]:
     """The registry hook: the strategy as ``smacross`` and under the alias ``sma-cross``."""
     return [
-        StrategySpec(name=name, interval=INTERVAL, get_signal=get_signal, dist=DIST)
+        StrategySpec(name=name, interval=INTERVAL, get_signal=get_signal, dist=DIST, params=PARAMS)
         for name in ("smacross", "sma-cross")
     ]

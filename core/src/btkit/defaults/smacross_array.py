@@ -8,6 +8,8 @@ the very same trades (the benchmark ``benchmarks/array_form.py`` checks all 524 
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 import btkit
@@ -33,10 +35,12 @@ def sma(x: np.ndarray, n: int) -> np.ndarray:
 
 
 def populate(candles: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """``enter`` = 1 on bars where SMA(10) crossed above SMA(30); the averages as indicator columns."""
+    """``enter`` = 1 on bars where SMA(fast) crossed above SMA(slow) (``btkit.get_params()``, defaults 10 and
+    30); the averages as indicator columns."""
     close = candles["close"]
-    fast = sma(close, smacross.FAST)
-    slow = sma(close, smacross.SLOW)
+    n_fast, n_slow = smacross.fast_slow()
+    fast = sma(close, n_fast)
+    slow = sma(close, n_slow)
     enter = np.zeros(len(close), dtype=np.int8)
     with np.errstate(invalid="ignore"):
         crossed = (fast[:-1] <= slow[:-1]) & (fast[1:] > slow[1:])
@@ -44,15 +48,21 @@ def populate(candles: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {"enter": enter, "sma_fast": fast, "sma_slow": slow}
 
 
+def window_for(params: Any) -> int:
+    """The warm-up/live window for these parameter values: SMA(slow) of the previous bar needs slow + 1."""
+    return int(params.get("slow", smacross.SLOW)) + 1
+
+
 FORM = ArrayForm(
     populate=populate,
     window=smacross.SLOW + 1,
+    window_for=window_for,
     defaults={
         "percent_take_profit": smacross.TAKE_PROFIT_PERCENT,
         "percent_stop_loss": smacross.STOP_LOSS_PERCENT,
         "minute_estimated_time": smacross.LIFETIME_MINUTES,
         "cost": smacross.COST,
-        "note": f"SMA({smacross.FAST}) crossed above SMA({smacross.SLOW}) on {smacross.INTERVAL}",
+        "note": f"SMA(fast) crossed above SMA(slow) on {smacross.INTERVAL}",
     },
 )
 
@@ -60,4 +70,12 @@ FORM = ArrayForm(
 @btkit.hookimpl
 def btkit_strategies() -> list[StrategySpec]:
     """The registry hook: the array-form demo as ``smacross-array``."""
-    return [StrategySpec(name="smacross-array", interval=smacross.INTERVAL, array=FORM, dist=smacross.DIST)]
+    return [
+        StrategySpec(
+            name="smacross-array",
+            interval=smacross.INTERVAL,
+            array=FORM,
+            dist=smacross.DIST,
+            params=smacross.PARAMS,
+        )
+    ]

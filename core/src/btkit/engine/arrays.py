@@ -28,6 +28,7 @@ import numpy as np
 from btkit.components import ArrayForm, StrategySpec, interval_ms
 from btkit.context import current
 from btkit.errors import BtkitError, InsufficientDataError
+from btkit.params import populating, resolve_params
 from btkit.position import Position
 
 if TYPE_CHECKING:
@@ -229,14 +230,24 @@ def evaluate(
     spec: StrategySpec,
     base: Mapping[str, np.ndarray],
     informative: Mapping[str, Mapping[str, np.ndarray]] | None = None,
+    params: Mapping[str, Any] | None = None,
 ) -> Table:
     """Call the strategy's array function over ``base`` candles (and aligned informative candles) and
-    validate what it returns. The one code path of backtest, live and ``btkit check``."""
+    validate what it returns. The one code path of backtest, live and ``btkit check``. ``btkit.get_params()``
+    inside ``populate`` gives ``params`` (default: the running instance's values, else the declared defaults)."""
     form = spec.array
     assert form is not None
     data = make_input(form, spec.interval, base, informative)
-    out = form.populate(data)
+    with populating(params if params is not None else _params_here(spec)):
+        out = form.populate(data)
     return validate_output(spec, out, np.asarray(base["timestamp"], dtype=np.int64))
+
+
+def _params_here(spec: StrategySpec) -> Mapping[str, Any]:
+    try:
+        return current().instance.params
+    except BtkitError:
+        return resolve_params(spec.name, spec.params, None)
 
 
 def signal_at(spec: StrategySpec, table: Table, i: int, current_price: float) -> dict[str, Any] | None:
@@ -311,12 +322,19 @@ async def _informative(
     return out
 
 
-async def run_table(market: Market, spec: StrategySpec, symbol: str, since: int, stop: int) -> Table:
+async def run_table(
+    market: Market,
+    spec: StrategySpec,
+    symbol: str,
+    since: int,
+    stop: int,
+    params: Mapping[str, Any] | None = None,
+) -> Table:
     """``evaluate`` over the strategy-interval bars opening in ``[since, stop)`` (what the exchange has);
     informative bars are those closed by ``stop``."""
     base = await _range(market, symbol, spec.interval, since, stop)
     informative = await _informative(market, spec, symbol, since, stop)
-    return evaluate(spec, base, informative)
+    return evaluate(spec, base, informative, params=params)
 
 
 # ---------------------------------------------------------------- backtest: one table per instance
@@ -339,18 +357,19 @@ async def prepare(inst: StrategyInstance, first_tick: int) -> None:
         return
     step = inst.interval
     first_bucket = (first_tick // step) * step
-    since = first_bucket - spec.array.window * step
+    window = spec.array.effective_window(inst.params)
+    since = first_bucket - window * step
     end = inst.run.frame_end if inst.run.frame_end is not None else inst.run.now_ms()
     stop = (end // step) * step
     try:
-        table = await run_table(inst.market, spec, inst.symbol, since, stop)
+        table = await run_table(inst.market, spec, inst.symbol, since, stop, params=inst.params)
     except BaseException as exc:
         _PREPARED[inst] = _Prepared(None, step, 0, np.empty(0, dtype=np.int64), exc)
         raise
     first_valid = 0
     if len(table):
         have_before = (int(table.ts[0]) - since) // step  # 0 when the exchange covers the warm-up
-        first_valid = max(0, spec.array.window - 1 - have_before)
+        first_valid = max(0, window - 1 - have_before)
     rows = np.flatnonzero(table.enter != 0)
     rows = rows[rows >= first_valid]
     _PREPARED[inst] = _Prepared(table, step, first_valid, table.ts[rows] + step)
@@ -393,14 +412,15 @@ async def _live_signal(inst: StrategyInstance, when: int, price: float) -> dict[
     assert form is not None
     step = inst.interval
     stop = (when // step) * step
-    since = stop - form.window * step
+    bars = form.effective_window(inst.params)
+    since = stop - bars * step
     market = inst.market
-    window = await market.window(inst.symbol, spec.interval, when, form.window)  # exact or an error
+    window = await market.window(inst.symbol, spec.interval, when, bars)  # exact or an error
     base = {"timestamp": window.timestamp, **{c: getattr(window, c) for c in BASE_COLUMNS}}
     informative: dict[str, dict[str, np.ndarray]] = {}
     for iv in form.informative:
         hstep = interval_ms(iv)
-        count = math.ceil(form.window * step / hstep) + 1
+        count = math.ceil(bars * step / hstep) + 1
         try:
             htf = await market.window(inst.symbol, iv, when, count)
         except InsufficientDataError:
@@ -408,7 +428,7 @@ async def _live_signal(inst: StrategyInstance, when: int, price: float) -> dict[
         else:
             htf_cols = {"timestamp": htf.timestamp, **{c: getattr(htf, c) for c in BASE_COLUMNS}}
         informative[iv] = htf_cols
-    table = evaluate(spec, base, informative)
+    table = evaluate(spec, base, informative, params=inst.params)
     return signal_at(spec, table, len(table) - 1, price)
 
 

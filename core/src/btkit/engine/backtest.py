@@ -13,7 +13,7 @@ import asyncio
 import logging
 import math
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,7 @@ class Done:
 RunKey = tuple[str, str, str, str]
 _results: dict[RunKey, list[TickResult]] = {}
 _rejections: dict[RunKey, list[Any]] = {}
+_params: dict[RunKey, dict[str, Any]] = {}  # the parameter values of the last run, shown in its report
 
 
 async def emit_progress(inst: StrategyInstance, total: int, done: int) -> None:
@@ -91,7 +92,9 @@ async def emit_done(inst: StrategyInstance, error: BaseException | None) -> None
     )
 
 
-def new_run(frame: str, risks: tuple[str, ...]) -> tuple[Run, int, int, int]:
+def new_run(
+    frame: str, risks: tuple[str, ...], params: Mapping[str, Mapping[str, Any]] | None = None
+) -> tuple[Run, int, int, int]:
     """A backtest run over ``frame``: the Run (plugins, config, one risk book) and the frame's first
     timestamp, last timestamp (``frame_end``) and step, in ms (10-lifecycle.md §5)."""
     pm = get_plugin_manager()
@@ -103,7 +106,15 @@ def new_run(frame: str, risks: tuple[str, ...]) -> tuple[Run, int, int, int]:
     start = (datetime_to_ms(frame_spec.start) // MINUTE_MS) * MINUTE_MS
     end = min(datetime_to_ms(frame_spec.end), wall_clock_ms())
     end = start + ((end - start) // step) * step if end >= start else start - step
-    run = Run(pm=pm, components=components, cfg=get_config(), backtest=True, frame_end=end, extra_risks=risks)
+    run = Run(
+        pm=pm,
+        components=components,
+        cfg=get_config(),
+        backtest=True,
+        frame_end=end,
+        extra_risks=risks,
+        params=params,
+    )
     return run, start, end, step
 
 
@@ -129,12 +140,14 @@ async def run_backtest(
     frame: str,
     stop: threading.Event | None = None,
     risks: tuple[str, ...] = (),
+    params: Mapping[str, Any] | None = None,
 ) -> AsyncIterator[TickResult]:
     """The async generator behind ``Backtest.run``."""
-    run, start, end, step = new_run(frame, risks)
+    run, start, end, step = new_run(frame, risks, {strategy: params} if params else None)
     _rejections[(symbol, strategy, exchange, frame)] = run.rejections
     inst = run.instance(symbol, strategy, exchange, frame)
     key: RunKey = (symbol, strategy, exchange, frame)
+    _params[key] = dict(inst.params)
     collected: list[TickResult] = []
     _results[key] = collected
     total = max(0, (end - start) // step + 1)
@@ -227,14 +240,21 @@ class Backtest:
 
     @staticmethod
     def run(
-        symbol: str, *, strategy: str, exchange: str, frame: str, risks: tuple[str, ...] = ()
+        symbol: str,
+        *,
+        strategy: str,
+        exchange: str,
+        frame: str,
+        risks: tuple[str, ...] = (),
+        params: Mapping[str, Any] | None = None,
     ) -> ResultStream[TickResult]:
         """Iterate (``for`` or ``async for``) the scheduled/opened/closed/cancelled results.
 
-        ``risks`` adds risk profiles to the strategy's own for this run (the CLI's ``[risk] apply``)."""
+        ``risks`` adds risk profiles to the strategy's own for this run (the CLI's ``[risk] apply``);
+        ``params`` overrides the strategy's declared parameters (docs/parameters.md)."""
         return ResultStream(
             lambda: run_backtest(
-                symbol, strategy=strategy, exchange=exchange, frame=frame, risks=tuple(risks)
+                symbol, strategy=strategy, exchange=exchange, frame=frame, risks=tuple(risks), params=params
             )
         )
 
@@ -246,14 +266,21 @@ class Backtest:
         exchange: str,
         frame: str,
         risks: tuple[str, ...] = (),
+        params: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> ResultStream[TickResult]:
         """Backtest several symbols (and strategies) as one portfolio, in lockstep minute by minute, so
-        risk profiles they share act as they do live. ``get_data``/``dump`` then work per symbol."""
+        risk profiles they share act as they do live. ``get_data``/``dump`` then work per symbol.
+        ``params`` maps a strategy name to its parameter overrides (docs/parameters.md)."""
         from btkit.engine.portfolio import run_portfolio
 
         return ResultStream(
             lambda: run_portfolio(
-                list(symbols), strategy=strategy, exchange=exchange, frame=frame, risks=tuple(risks)
+                list(symbols),
+                strategy=strategy,
+                exchange=exchange,
+                frame=frame,
+                risks=tuple(risks),
+                params=params,
             )
         )
 
@@ -322,13 +349,25 @@ class Backtest:
             frame=frame,
             mode="backtest",
             ts_ms=wall_clock_ms(),
-            sections=risk_section(rejections),
+            sections={
+                **params_section(_params.get((symbol, strategy, exchange, frame), {})),
+                **risk_section(rejections),
+            },
             formats=formats,
             family=backtest_family(symbol, strategy=strategy, exchange=exchange, frame=frame),
             rejections=rejections,
             candles=candles,
             portfolio=portfolio,
         )
+
+
+def params_section(values: Mapping[str, Any]) -> dict[str, str]:
+    """The report's "Parameters" section: the values this run used (empty for a strategy without any)."""
+    if not values:
+        return {}
+    lines = ["| parameter | value |", "|---|---:|"]
+    lines += [f"| {name} | {value!r} |" for name, value in values.items()]
+    return {"Parameters": "\n".join(lines)}
 
 
 def risk_section(rejections: list[Any]) -> dict[str, str]:

@@ -13,7 +13,7 @@ import inspect
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
@@ -87,6 +87,7 @@ class StrategyInstance:
         self._check_failures = 0
         self._tick_when: int | None = None  # the minute being ticked (stamped on live commits)
         self._saved = InstanceState()  # live: the state as last written; commits are diffed against it
+        self.params: Mapping[str, Any] = {}  # this run's parameter values (Run.instance resolves them)
 
     @property
     def stopping(self) -> bool:

@@ -16,7 +16,7 @@ import inspect
 import logging
 import queue
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -529,7 +529,10 @@ class Live:
     """Live runner: same registrations as the backtest, the wall clock (or a replay clock), no frame."""
 
     @staticmethod
-    def _start(symbol: str, strategy: str, exchange: str, clock: Any, sink: Any) -> LiveHandle:
+    def _start(
+        symbol: str, strategy: str, exchange: str, clock: Any, sink: Any, params: Any = None
+    ) -> LiveHandle:
+        from btkit.params import resolve_params
         from btkit.persist.keys import encode_key
 
         encode_key((strategy, symbol))  # a name that cannot be stored is refused now, not every minute
@@ -537,21 +540,34 @@ class Live:
             sess = session()
             clock = clock if clock is not None else WallClock()
             inst = sess.instance(clock, symbol, strategy, exchange)
+            if params:  # docs/parameters.md: this instance's values
+                inst.params = resolve_params(inst.strategy.name, inst.strategy.params, params)
             return LiveHandle(sess, inst, clock, sink)
 
     @staticmethod
     def run(
-        symbol: str, *, strategy: str, exchange: str, clock: WallClock | ReplayClock | None = None
+        symbol: str,
+        *,
+        strategy: str,
+        exchange: str,
+        clock: WallClock | ReplayClock | None = None,
+        params: Mapping[str, Any] | None = None,
     ) -> LiveStream:
-        """Iterate opened/closed/cancelled results as they happen (idle and active ticks suppressed)."""
-        return LiveStream(lambda sink: Live._start(symbol, strategy, exchange, clock, sink))
+        """Iterate opened/closed/cancelled results as they happen (idle and active ticks suppressed);
+        ``params`` overrides the strategy's declared parameters (docs/parameters.md)."""
+        return LiveStream(lambda sink: Live._start(symbol, strategy, exchange, clock, sink, params))
 
     @staticmethod
     def background(
-        symbol: str, *, strategy: str, exchange: str, clock: WallClock | ReplayClock | None = None
+        symbol: str,
+        *,
+        strategy: str,
+        exchange: str,
+        clock: WallClock | ReplayClock | None = None,
+        params: Mapping[str, Any] | None = None,
     ) -> LiveHandle:
         """Start without blocking; the returned handle (callable) stops gracefully."""
-        return Live._start(symbol, strategy, exchange, clock, None)
+        return Live._start(symbol, strategy, exchange, clock, None, params)
 
     @staticmethod
     def get_data(symbol: str, *, strategy: str, exchange: str) -> Any:

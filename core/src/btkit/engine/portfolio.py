@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import attrs
 
 from btkit import events
 from btkit.engine import fastpath
-from btkit.engine.backtest import RunKey, _rejections, _results, emit_done, emit_progress, new_run
+from btkit.engine.backtest import RunKey, _params, _rejections, _results, emit_done, emit_progress, new_run
 from btkit.engine.instance import StrategyInstance
 from btkit.lifecycle import machine
 from btkit.model import MINUTE_MS, Cancelled, Closed, Opened, Scheduled, TickResult
@@ -120,19 +121,22 @@ async def run_portfolio(
     frame: str,
     stop: threading.Event | None = None,
     risks: tuple[str, ...] = (),
+    params: Any = None,
 ) -> AsyncIterator[TickResult]:
-    """The async generator behind ``Backtest.run_portfolio``: results of every instance, in time order."""
+    """The async generator behind ``Backtest.run_portfolio``: results of every instance, in time order.
+    ``params``: ``{strategy: {name: value}}`` (docs/parameters.md)."""
     strategies = [strategy] if isinstance(strategy, str) else list(strategy)
     pairs = [(sym, strat) for strat in strategies for sym in symbols]
     if not pairs or len(set(pairs)) != len(pairs):
         raise ValueError("run_portfolio needs at least one symbol and no symbol or strategy named twice")
-    run, start, end, step = new_run(frame, risks)
+    run, start, end, step = new_run(frame, risks, params)
     instances: list[StrategyInstance] = []
     collected: dict[StrategyInstance, list[TickResult]] = {}
     for sym, strat in pairs:
         key: RunKey = (sym, strat, exchange, frame)
         _rejections[key] = run.rejections
         inst = run.instance(sym, strat, exchange, frame)
+        _params[key] = dict(inst.params)
         instances.append(inst)
         collected[inst] = _results[key] = []
     total = max(0, (end - start) // step + 1)

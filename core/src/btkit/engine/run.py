@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import attrs
 
@@ -13,6 +14,7 @@ from btkit.config import EngineConfig
 from btkit.engine.instance import StrategyInstance
 from btkit.events import ErrorEvent
 from btkit.market import Market, wall_clock_ms
+from btkit.params import resolve_params
 from btkit.persist.state import BackendStore, MemoryStore
 from btkit.plugins import Components, PluginManager
 from btkit.risk import RiskBook, RiskRejection
@@ -34,6 +36,7 @@ class Run:
         now_ms: Callable[[], int] = wall_clock_ms,
         risk: RiskBook | None = None,
         extra_risks: tuple[str, ...] = (),
+        params: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         self.pm = pm
         self.components = components
@@ -50,6 +53,7 @@ class Run:
         self._risk_loaded: set[str] = set()
         self.rejections: list[RiskRejection] = []
         self.extra_risks = extra_risks
+        self.params = dict(params or {})  # strategy name → parameter overrides (docs/parameters.md)
         from btkit.accounting.wallet import Wallet  # money: balance, sizing, the funds check (issue 12)
 
         self.wallet = Wallet(self, fee_pct=cfg.percent_fee, slippage_pct=cfg.percent_slippage)
@@ -96,6 +100,7 @@ class Run:
             inst = StrategyInstance(
                 self, symbol=symbol, strategy=strategy, exchange_name=exchange_name, frame_name=frame_name
             )
+            inst.params = resolve_params(strategy.name, strategy.params, self.params.get(strategy.name))
             self.instances[key] = inst
         return inst
 

@@ -18,14 +18,11 @@ from __future__ import annotations
 import logging
 import os
 import time
-import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-import attrs
-
 from btkit.errors import ConfigError
-from btkit.research.executors import ExecutorOptions
+from btkit.research.executors import ExecutorOptions, TaskError, call_task
 
 __all__ = ["RayExecutor", "TaskFailed", "import_ray"]
 
@@ -33,13 +30,8 @@ log = logging.getLogger("btkit.ray")
 ADDRESS_ENV = "RAY_ADDRESS"
 
 
-@attrs.frozen(kw_only=True)
-class TaskFailed:
-    """The result of an item whose function raised (or whose worker died): the optimisation goes on."""
-
-    error: str  # one line: "ValueError: fast must be < slow"
-    traceback: str = ""
-    exc_type: str = ""
+#: the failure record every executor returns for a task that raised (btkit.research.executors.TaskError)
+TaskFailed = TaskError
 
 
 def import_ray() -> Any:
@@ -70,18 +62,9 @@ def _without_uv_runtime_env(ray: Any) -> Callable[[], None]:
     return lambda: setattr(consts, UV_HOOK, before)
 
 
-def _failed(exc: BaseException) -> TaskFailed:
-    line = f"{type(exc).__name__}: {exc}".strip().splitlines()[0] if str(exc) else type(exc).__name__
-    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    return TaskFailed(error=line, traceback=tb, exc_type=type(exc).__name__)
-
-
 def _run_item(fn: Callable[[Mapping[str, Any], Any], Any], shared: Mapping[str, Any], item: Any) -> Any:
     """The body of every task (in a worker): ``fn(shared, item)``; an exception becomes a record."""
-    try:
-        return fn(shared, item)
-    except Exception as exc:
-        return _failed(exc)
+    return call_task(fn, shared, item)
 
 
 class RayExecutor:
@@ -192,7 +175,7 @@ class RayExecutor:
                     try:
                         result = ray.get(ref)
                     except Exception as exc:  # the worker died, or the task could not run at all
-                        result = _failed(exc)
+                        result = TaskError.of(exc)
                     yield index, result
         finally:
             for ref in pending:  # the consumer stopped early (Ctrl-C, break): stop what is still queued
