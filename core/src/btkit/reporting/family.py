@@ -366,21 +366,25 @@ def partials_markdown(d: PartialsData) -> str:
     return "\n".join([head, "", *table])
 
 
+#: the columns of the highest-profit / max-drawdown table, in markdown and in the HTML tab
+EXTREMES_COLUMNS = (
+    "ID",
+    "Symbol",
+    "Position",
+    "Highest profit %",
+    "Max drawdown %",
+    "Final pnl %",
+    "Given back",
+    "Reason",
+)
+
+
 def extremes_markdown(rows: Sequence[ExtremeRow]) -> str:
     if not rows:
         return "No closed signals."
     return "\n".join(
         _table(
-            (
-                "ID",
-                "Symbol",
-                "Position",
-                "Highest profit %",
-                "Max drawdown %",
-                "Final pnl %",
-                "Given back",
-                "Reason",
-            ),
+            EXTREMES_COLUMNS,
             [
                 (
                     r.id,

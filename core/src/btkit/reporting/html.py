@@ -472,16 +472,7 @@ def _family_tabs(family: Any) -> list[tuple[str, str, str]]:
         left=3,
     )
     ext = _table(
-        (
-            "ID",
-            "Symbol",
-            "Position",
-            "Highest profit %",
-            "Max drawdown %",
-            "Final pnl %",
-            "Given back",
-            "Reason",
-        ),
+        fam.EXTREMES_COLUMNS,
         [
             (
                 r.id,

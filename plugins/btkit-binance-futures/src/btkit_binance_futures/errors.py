@@ -19,9 +19,11 @@ Reads (lookups, positions, balances) are retried on ``UNKNOWN`` and ``RETRY`` al
 
 from __future__ import annotations
 
-import enum
-
 from btkit_ccxt import error_code
+from btkit_ccxt.spot.errors import Outcome
+from btkit_ccxt.spot.errors import classify as classify_ccxt
+
+__all__ = ["Outcome", "classify"]
 
 DUPLICATE_CODES = frozenset({-4116, -20132})
 NOT_FOUND_CODES = frozenset({-2011, -2013})
@@ -29,39 +31,16 @@ UNKNOWN_CODES = frozenset({-1000, -1001, -1006, -1007})
 RETRY_CODES = frozenset({-1003, -1008, -1015, -1021})
 
 
-class Outcome(enum.Enum):
-    REJECTED = "rejected"
-    UNKNOWN = "unknown"
-    RETRY = "retry"
-    DUPLICATE = "duplicate"
-    NOT_FOUND = "not_found"
-
-
 def classify(exc: BaseException) -> Outcome:
-    """The :class:`Outcome` of a failed ccxt call (see the module table)."""
-    from ccxt.base.errors import (
-        DDoSProtection,
-        ExchangeError,
-        InvalidNonce,
-        NetworkError,
-        OperationFailed,
-        OrderNotFound,
-        RateLimitExceeded,
-    )
-
+    """The :class:`Outcome` of a failed ccxt call (see the module table): Binance's own codes first, then
+    the classification of the unified ccxt error classes that every exchange shares (btkit-ccxt)."""
     code = error_code(exc)
     if code in DUPLICATE_CODES:
         return Outcome.DUPLICATE
-    if code in NOT_FOUND_CODES or isinstance(exc, OrderNotFound):
+    if code in NOT_FOUND_CODES:
         return Outcome.NOT_FOUND
     if code in UNKNOWN_CODES:
         return Outcome.UNKNOWN
-    if code in RETRY_CODES or isinstance(exc, (DDoSProtection, RateLimitExceeded, InvalidNonce)):
+    if code in RETRY_CODES:
         return Outcome.RETRY
-    if isinstance(exc, (NetworkError, OperationFailed)):
-        return Outcome.UNKNOWN
-    if isinstance(exc, ExchangeError):
-        # a coded answer from Binance is a definitive refusal; an uncoded ExchangeError comes from the
-        # HTTP layer (aiohttp ClientError) and proves nothing
-        return Outcome.REJECTED if code is not None or type(exc) is not ExchangeError else Outcome.UNKNOWN
-    return Outcome.UNKNOWN
+    return classify_ccxt(exc)
