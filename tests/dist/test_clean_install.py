@@ -20,7 +20,7 @@ import pytest
 
 import btkit
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("dist")]
 ROOT = Path(__file__).resolve().parents[2]
 Built = Venv = Any  # the conftest's fixtures (tests/dist/conftest.py)
 

@@ -20,6 +20,8 @@ from packaging.version import Version
 
 import btkit
 
+pytestmark = pytest.mark.xdist_group("dist")  # one worker: see the note in pyproject.toml
+
 ROOT = Path(__file__).resolve().parents[2]
 # every published workspace member (the names, for parametrising; conftest maps them to folders)
 PACKAGES = sorted(

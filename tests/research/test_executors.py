@@ -18,6 +18,8 @@ from btkit.research.trial import trades_of
 
 from .conftest import END, START, btkit_cli
 
+pytestmark = pytest.mark.xdist_group("ray")  # one worker: see the note in pyproject.toml
+
 HAS_RAY = importlib.util.find_spec("btkit_ray") is not None
 EXECUTORS = [
     "serial",

@@ -27,6 +27,8 @@ from btkit.testing import btkit_clean  # noqa: F401  (fixture)
 from btkit.testing.exchange import memory_exchange
 from btkit_ray import RayExecutor, TaskFailed
 
+pytestmark = pytest.mark.xdist_group("ray")  # one worker: see the note in pyproject.toml
+
 DAY_MS = 86_400_000
 T0 = int(datetime(2024, 3, 1, tzinfo=UTC).timestamp() * 1000)
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
