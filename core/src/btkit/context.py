@@ -53,12 +53,14 @@ def ms_to_datetime(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
-def iso(ms: int | float | None) -> str:
-    """A time a person reads: ISO-8601 UTC to the minute (``2024-01-03T00:00Z``); seconds when not whole."""
+def iso(ms: int | float | None, *, seconds: bool = False, missing: str = "-") -> str:
+    """A time a person reads: ISO-8601 UTC to the minute (``2024-01-03T00:00Z``); seconds when not whole,
+    or always with ``seconds=True`` (report tables, whose columns line up: ``2024-01-03T00:00:00Z``)."""
     if ms is None:
-        return "-"
+        return missing
     when = datetime.fromtimestamp(ms / 1000, tz=UTC)
-    return when.strftime("%Y-%m-%dT%H:%M:%SZ" if when.second or when.microsecond else "%Y-%m-%dT%H:%MZ")
+    whole_minute = not (when.second or when.microsecond)
+    return when.strftime("%Y-%m-%dT%H:%MZ" if whole_minute and not seconds else "%Y-%m-%dT%H:%M:%SZ")
 
 
 def datetime_to_ms(value: datetime) -> int:

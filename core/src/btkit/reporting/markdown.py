@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
+from btkit.context import iso
 from btkit.model import Closed, SignalView
 from btkit.stats import Statistics, drawdown_pnl, duration_ms, opened_at, peak_pnl
 
@@ -75,10 +75,8 @@ def fmt_duration(minutes: float | None) -> str:
 
 
 def fmt_time(ms: int | None) -> str:
-    """ISO 8601 UTC, seconds precision: ``2024-01-01T00:00:00Z``."""
-    if ms is None:
-        return NA
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """ISO 8601 UTC, seconds precision: ``2024-01-01T00:00:00Z`` (:func:`btkit.context.iso`)."""
+    return iso(ms, seconds=True, missing=NA)
 
 
 def fmt_multiplier(m: float) -> str:
