@@ -86,8 +86,14 @@ def side(name: str, quick: bool, jobs: int) -> dict[str, Any]:
     if name == "ray":
         import ray
 
+        from btkit_ray.executor import _without_uv_runtime_env
+
         t = time.perf_counter()
-        ray.init(num_cpus=jobs, include_dashboard=False)
+        undo = _without_uv_runtime_env(ray)  # workers start from this interpreter, not a `uv run` each
+        try:
+            ray.init(num_cpus=jobs, include_dashboard=False, log_to_driver=False)
+        finally:
+            undo()
         out["cluster_start_s"] = time.perf_counter() - t
     from btkit.context import datetime_to_ms
     from btkit.research.study import Study
