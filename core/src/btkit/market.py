@@ -4,6 +4,10 @@ One :class:`Market` per (run, exchange). It fetches through the exchange's ``get
 ``max_candles_per_request`` with retries, de-duplicates and validates every page, keeps a contiguous
 cache per (symbol, interval), and serves exact half-open windows ``[since, aligned)``: the candle still
 forming at ``when`` is never returned, a wrong count or a gap is an error, never a short list.
+
+In a backtest, an exchange whose ``get_candles`` is a :class:`ColumnSource` (the research workers' shared
+candles) hands over its whole, already validated columns: they become the cache as they are (read-only
+views, never copied per run) and nothing is fetched page by page.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import inspect
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -40,19 +44,44 @@ def _iso(ms: int) -> str:
     return ms_to_datetime(ms).strftime("%Y-%m-%d %H:%M UTC")
 
 
+@runtime_checkable
+class ColumnSource(Protocol):
+    """A ``get_candles`` that also holds whole, validated, gap-free candle columns (backtests only).
+
+    ``candle_columns(symbol, interval)`` returns ``(ts, open, high, low, close, volume)`` — ``ts`` int64 open
+    times one ``interval`` apart, the others float64, all of one length and read-only — or None when it
+    holds no such columns (the Market then fetches through ``get_candles`` as usual)."""
+
+    def candle_columns(self, symbol: str, interval: str) -> tuple[np.ndarray, ...] | None: ...
+
+
 class _Segment:
     """A contiguous run of candles of one (symbol, interval): columns as read-only arrays."""
 
     __slots__ = ("close", "end", "high", "low", "open", "start", "ts", "volume")
 
     def __init__(self, arr: np.ndarray, step: int) -> None:
-        self.ts = arr[:, 0].astype(np.int64)
+        ts = arr[:, 0].astype(np.int64)
         cols = [np.ascontiguousarray(arr[:, k]) for k in range(1, 6)]
-        for c in (self.ts, *cols):
+        for c in (ts, *cols):
             c.flags.writeable = False
+        self._set(ts, cols, step)
+
+    def _set(self, ts: np.ndarray, cols: list[np.ndarray], step: int) -> None:
+        self.ts = ts
         self.open, self.high, self.low, self.close, self.volume = cols
-        self.start = int(self.ts[0])
-        self.end = self.start + len(self.ts) * step  # exclusive
+        self.start = int(ts[0])
+        self.end = self.start + len(ts) * step  # exclusive
+
+    @classmethod
+    def of_columns(cls, columns: tuple[np.ndarray, ...], step: int) -> _Segment:
+        """A segment over ``(ts, o, h, l, c, v)`` as they are: read-only views, no copy."""
+        seg = cls.__new__(cls)
+        ts, *cols = (c.view() for c in columns)
+        for c in (ts, *cols):
+            c.flags.writeable = False
+        seg._set(ts, cols, step)
+        return seg
 
     def as_array(self) -> np.ndarray:
         return np.column_stack(
@@ -77,6 +106,8 @@ class Market:
         self.now_ms = now_ms
         self._segments: dict[tuple[str, str], _Segment] = {}
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        source = spec.get_candles
+        self._columns = source if backtest and isinstance(source, ColumnSource) else None
 
     # ------------------------------------------------------------ fetching
     async def _call(self, symbol: str, interval: str, since: int, limit: int) -> np.ndarray:
@@ -147,11 +178,27 @@ class Market:
             lock = self._locks[key] = asyncio.Lock()
         return lock
 
+    def _adopt(self, symbol: str, interval: str, step: int) -> _Segment | None:
+        """The source's whole columns of (symbol, interval) as the cache (backtest, ColumnSource only)."""
+        assert self._columns is not None
+        cols = self._columns.candle_columns(symbol, interval)
+        if cols is None or not len(cols[0]):
+            return None
+        horizon = (self.now_ms() // step) * step  # never the forming candle, as when fetching
+        n = int(np.searchsorted(cols[0], horizon, side="left"))
+        if not n:
+            return None
+        seg = _Segment.of_columns(tuple(c[:n] for c in cols), step)
+        self._segments[(symbol, interval)] = seg
+        return seg
+
     async def _ensure(self, symbol: str, interval: str, since: int, count: int) -> _Segment | None:
         step = interval_ms(interval)
         key = (symbol, interval)
         stop = since + count * step
         seg = self._segments.get(key)
+        if seg is None and self._columns is not None:
+            seg = self._adopt(symbol, interval, step)
         if seg is not None and seg.start <= since and stop <= seg.end:
             return seg
         async with self._lock(key):

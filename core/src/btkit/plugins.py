@@ -19,12 +19,14 @@ Two more guards (docs/writing-a-plugin.md):
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import importlib
 import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
@@ -253,13 +255,32 @@ def load_entry_points(pm: PluginManager, environ: Mapping[str, str]) -> None:
         register_plugin(pm, plugin, name=ep.name, dist=dist, version=version, module_name=ep.module)
 
 
+_PINNED: contextvars.ContextVar[PluginManager | None] = contextvars.ContextVar("btkit_pinned_pm", default=None)
+
+
+@contextlib.contextmanager
+def pinned_plugin_manager(pm: PluginManager) -> Iterator[PluginManager]:
+    """Within the block (this context only), ``get_plugin_manager()`` with its default arguments returns
+    ``pm`` instead of loading every plugin again: a research worker builds one manager per study, not one
+    per trial. In-code registrations stay live (the registry is read at each call)."""
+    token = _PINNED.set(pm)
+    try:
+        yield pm
+    finally:
+        _PINNED.reset(token)
+
+
 def get_plugin_manager(
     *,
     entrypoints: bool = True,
     environ: Mapping[str, str] | None = None,
     extra: Iterable[object] = (),
 ) -> PluginManager:
-    """A fresh manager: default plugins, the in-code registry, installed entry points, ``extra``."""
+    """A fresh manager: default plugins, the in-code registry, installed entry points, ``extra`` (or the
+    manager pinned by :func:`pinned_plugin_manager`, for the default arguments)."""
+    pinned = _PINNED.get()
+    if pinned is not None and entrypoints and environ is None and extra == ():
+        return pinned
     from btkit import registry  # the in-process add_* registrations
 
     env = os.environ if environ is None else environ

@@ -143,7 +143,10 @@ class CandleStore:
         if hit is not None and hit[0] == sig:
             return hit[1]
         try:
-            arr = np.load(path, allow_pickle=False)
+            # mapped, not read: the pages are the OS's file cache, shared by every process reading the file
+            # and not inherited as private memory by forked workers (files are replaced atomically, never
+            # rewritten in place, so a mapping stays valid)
+            arr = np.asarray(np.load(path, mmap_mode="r", allow_pickle=False))
         except (OSError, ValueError) as exc:
             raise CandleDataError(
                 f"candle store file {path} is unreadable ({exc}); delete it and download again"

@@ -263,3 +263,65 @@ def test_bad_jobs_is_a_config_error_before_anything_starts(jobs: Any) -> None:
 def test_map_before_start_says_so() -> None:
     with pytest.raises(RuntimeError, match="before start"):
         next(RayExecutor().map(failing_job, [0]))
+
+
+def traced_trial(shared: Mapping[str, Any], task: Any) -> dict[str, Any]:
+    """In a Ray worker: a real research trial, recording every candle segment its engine's Market served."""
+    from btkit.market import Market
+    from btkit.research.trial import run_trial
+
+    served: list[Any] = []
+    ensure = Market._ensure
+
+    async def recording(self: Market, symbol: str, interval: str, since: int, count: int) -> Any:
+        seg = await ensure(self, symbol, interval, since, count)
+        if seg is not None:
+            served.append((interval, seg))
+        return seg
+
+    Market._ensure = recording  # type: ignore[method-assign]
+    try:
+        outcome = run_trial(shared, task)
+    finally:
+        Market._ensure = ensure  # type: ignore[method-assign]
+    local = shared["candles"].local  # this task's object-store payload, as Ray gave it to the worker
+    checks = []
+    for interval, seg in served:
+        block = local[("BTCUSDT", interval)]
+        cols = (seg.ts, seg.open, seg.high, seg.low, seg.close, seg.volume)
+        checks.append(
+            (
+                interval,
+                all(np.shares_memory(c, block.ts if k == 0 else block.values) for k, c in enumerate(cols)),
+                any(c.flags.writeable or c.flags.owndata for c in cols),
+                block.values.flags.owndata or block.ts.flags.owndata,  # True: Ray copied it out of the store
+            )
+        )
+    return {"trades": len(outcome.trades), "checks": checks}
+
+
+def test_a_ray_worker_reads_the_candles_zero_copy_from_the_object_store(
+    cluster: RayExecutor,
+    btkit_clean: None,  # noqa: F811
+) -> None:
+    from btkit.research.study import Study
+    from btkit.research.trial import Task
+
+    start, end = 1704067200000, 1704067200000 + 7 * 86_400_000
+    with Study(
+        strategy="smacross-array",
+        symbol="BTCUSDT",
+        exchange="sim",
+        start_ms=start,
+        end_ms=end,
+        executor="ray",
+    ) as study:
+        assert study.shared["candles"].local is not None  # the columns go in the object store, not shm names
+        ((_, got),) = list(
+            study.executor.map(traced_trial, [Task(params={"fast": 5}, start_ms=start, end_ms=end)])
+        )
+    assert isinstance(got, dict), got
+    assert got["trades"] > 0
+    assert {iv for iv, *_ in got["checks"]} == {"1m", "15m"}
+    for interval, shares, writable_or_owned, copied in got["checks"]:
+        assert shares and not writable_or_owned and not copied, interval

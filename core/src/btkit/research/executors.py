@@ -10,6 +10,10 @@ built-ins ``serial`` (in this process) and ``process`` (a stdlib process pool) c
   ``(index, result)`` as each finishes, in any order. An exception inside ``fn`` comes back as a
   :class:`TaskError` result, it is never raised out of ``map``;
 * ``close()`` — stop the workers, free what ``start`` took.
+
+An executor may set ``local_candles = True``: it then receives the candle columns themselves in
+``shared["candles"]`` (it runs in this process, or ships them itself, e.g. one ``ray.put``) instead of the
+names of shared-memory blocks on this machine.
 """
 
 from __future__ import annotations
@@ -100,6 +104,7 @@ class SerialExecutor:
     """Every task in this process, one after another, in order (the reference the others must equal)."""
 
     name = "serial"
+    local_candles = True
 
     def __init__(self, options: ExecutorOptions | None = None) -> None:
         self.shared: Mapping[str, Any] = {}

@@ -1,7 +1,8 @@
 """What every research run shares: the strategy, the candles loaded once, the executor, the trial store.
 
 A :class:`Study` loads the candles of its whole range once from the real exchange, shares them with the
-workers (shared memory for the process pool; the arrays themselves for the serial executor) and runs
+workers as read-only columns (shared memory for the process pool; the columns themselves for an executor
+with ``local_candles``: serial, and ray, which puts them in its object store once) and runs
 :class:`~btkit.research.trial.Task` lists on the executor. Finished trials are appended to ``trials.jsonl``
 (flushed and fsync-ed one by one), so an interrupted run resumes without redoing them.
 """
@@ -160,14 +161,14 @@ class Study:
 
         stop = min(end_ms + TAIL_MS, wall_clock_ms())
         intervals = ["1m", self.spec.interval, *(self.spec.array.informative if self.spec.array else ())]
-        arrays = self._fetch(exchange, symbol, intervals, start_ms, warmup, stop)
+        columns = self._fetch(exchange, symbol, intervals, start_ms, warmup, stop)
         self._owned: SharedCandles | None = None
-        if executor == "serial":
-            handles = CandleHandles(exchange=exchange, local=arrays)
+        if getattr(self.executor, "local_candles", False):  # in-process, or it ships them itself (ray.put)
+            handles = CandleHandles(exchange=exchange, local=columns)
         else:
-            self._owned = SharedCandles(exchange, arrays)
+            self._owned = SharedCandles(exchange, columns)
             handles = self._owned.handles
-        del arrays
+        del columns
         self.shared: dict[str, Any] = {
             "token": uuid.uuid4().hex,
             "candles": handles,

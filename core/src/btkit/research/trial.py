@@ -113,6 +113,7 @@ def _setup(shared: Mapping[str, Any]) -> str:
     if _SETUP.get("token") == token:
         return _SETUP["exchange"]
     from btkit.config import set_config
+    from btkit.plugins import get_plugin_manager
     from btkit.registry import CODE
 
     if shared.get("engine"):
@@ -121,7 +122,8 @@ def _setup(shared: Mapping[str, Any]) -> str:
         _import_file(path)
     spec = shared_exchange(shared["candles"])
     CODE.exchanges[spec.name] = spec
-    _SETUP.update(token=token, exchange=spec.name)
+    # the installed plugins are loaded once per study here, not again by every trial's Backtest.run
+    _SETUP.update(token=token, exchange=spec.name, pm=get_plugin_manager())
     return spec.name
 
 
@@ -146,6 +148,7 @@ def run_trial(shared: Mapping[str, Any], task: Task) -> TrialOutcome:
     import btkit
     from btkit.config import get_config
     from btkit.context import ms_to_datetime
+    from btkit.plugins import pinned_plugin_manager
     from btkit.stats import compute_statistics
 
     exchange = _setup(shared)
@@ -156,16 +159,17 @@ def run_trial(shared: Mapping[str, Any], task: Task) -> TrialOutcome:
     log = logging.getLogger("btkit")
     log.addFilter(_quiet)  # error events are collected into TrialFailed, not printed once per tick
     try:
-        results = list(
-            btkit.Backtest.run(
-                shared["symbol"],
-                strategy=shared["strategy"],
-                exchange=exchange,
-                frame=frame,
-                risks=tuple(shared.get("risks", ())),
-                params=task.params,
+        with pinned_plugin_manager(_SETUP["pm"]):
+            results = list(
+                btkit.Backtest.run(
+                    shared["symbol"],
+                    strategy=shared["strategy"],
+                    exchange=exchange,
+                    frame=frame,
+                    risks=tuple(shared.get("risks", ())),
+                    params=task.params,
+                )
             )
-        )
     finally:
         unsubscribe()
         log.removeFilter(_quiet)

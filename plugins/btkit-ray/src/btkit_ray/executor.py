@@ -71,6 +71,7 @@ class RayExecutor:
     """Run ``fn(shared, item)`` as Ray tasks; yield ``(index, result)`` as each task finishes."""
 
     name = "ray"
+    local_candles = True  # the columns themselves: put once in the object store, read zero-copy by tasks
 
     def __init__(self, options: ExecutorOptions | None = None) -> None:
         self.options = options or ExecutorOptions()
