@@ -185,12 +185,31 @@ def test_a_future_timerange_is_a_usage_error_and_writes_no_report(tmp_path: Path
     assert out.stdout == "" and not (tmp_path / "dump").exists()
 
 
-def test_a_timerange_spanning_now_says_once_where_it_stops(tmp_path: Path) -> None:
+HOLDER = """
+import btkit
+
+def get_signal(symbol, when, current_price):  # a long that neither TP nor SL reaches, with no lifetime
+    return btkit.Signal(position="long", price_take_profit=current_price * 1.19,
+                        price_stop_loss=current_price * 0.81, minute_estimated_time=None)
+
+btkit.add_strategy("holder", get_signal, interval="15m")
+"""
+
+
+@pytest.mark.parametrize("strategy", ["smacross-array", "holder"])
+def test_a_timerange_spanning_now_says_once_where_it_stops(tmp_path: Path, strategy: str) -> None:
+    """`holder` is still open when the data ends, whatever the time of day: the run closes it there."""
+    (tmp_path / "holder.py").write_text(HOLDER, encoding="utf-8")
     today = time.strftime("%Y%m%d", time.gmtime(time.time() - 6 * 3600))
-    out = btkit(tmp_path, "backtest", "--timerange", f"{today}-20990101", "--strategy", "smacross-array")
+    chosen = ["--strategy-file", "holder.py"] if strategy == "holder" else ["--strategy", strategy]
+    out = btkit(tmp_path, "backtest", "--timerange", f"{today}-20990101", *chosen, "--export", "json")
     assert out.returncode == 0, out.stderr
     said = [line for line in out.stdout.splitlines() if "ends after now" in line]
     assert len(said) == 1 and re.search(ISO_MINUTE, said[0]), out.stdout
+    if strategy == "holder":
+        (trades,) = (tmp_path / "dump").rglob("*.json")
+        closed = json.loads(trades.read_text(encoding="utf-8"))
+        assert closed and closed[-1]["close_reason"] == "time_expired", closed
 
 
 # ---------------------------------------------------------------- 5. a symbol typo on sim

@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -156,7 +156,6 @@ def timerange_of(
 
     Returns ``[start, end)`` and the frame's interval when the range came from a frame.
     """
-    from datetime import timedelta
 
     text = run_value(args, settings, "timerange", None)
     if text or not loaded.frames:
@@ -176,11 +175,14 @@ def timerange_of(
 
 def clip_to_now(end: datetime) -> tuple[datetime, str | None]:
     """A range that spans now ends at the last closed minute (there is no data after it): the engine
-    then closes what is still open at that end. Returns the end and the line that says so, once."""
+    then closes what is still open at that end. Returns the (exclusive) end and the line that says so,
+    once. The frame's last candle is the one before the last closed candle, so that candle — which
+    closes at now — is the one on which what is still open closes (a frame closes open signals on the
+    first candle after its end; with none after it, the run would end with them open)."""
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     if end <= now:
         return end, None
-    return now, (
+    return now - timedelta(minutes=1), (
         f"the timerange ends after now: the run stops at {now:%Y-%m-%dT%H:%MZ} (the last closed candle) and "
         "closes what is still open there at that time"
     )
