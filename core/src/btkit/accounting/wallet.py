@@ -215,12 +215,13 @@ class Wallet:
         self.net: list[float] = []
         self.gross: list[float] = []
         self.fees: list[float] = []
-        self._closed: list[tuple[str, int, float]] = []  # (strategy, close time, pnl %)
         # close times in order, and the exact (rational) sum of the net pnl of the trades before each:
         # equity before a minute is a bisect, not a pass over every trade (O(n²) over a long portfolio)
         self._times: list[int] = []
         self._nets: list[float] = []
         self._prefix: list[Fraction] = [Fraction(0)]
+        # per strategy, (close time, pnl %) in booking order: Kelly reads one strategy's trades only
+        self._by_strategy: dict[str, list[tuple[int, float]]] = {}
         self._spec: tuple[SizingSpec, tuple[str, ...]] | None = None
         self._custom = False
         self._live_ready = False
@@ -229,21 +230,28 @@ class Wallet:
 
     # ------------------------------------------------------------ booking (derived from histories)
     def _instances(self) -> Iterable[Any]:
-        return list(getattr(self.run, "instances", {}).values())
+        return getattr(self.run, "instances", {}).values()
 
     def sync(self) -> None:
-        """Book every closed trade of the run's instances not booked yet (idempotent)."""
-        for inst in self._instances():
-            seen = self._seen.get(id(inst), 0)
+        """Book every closed trade of the run's instances not booked yet (idempotent). Called before every
+        sizing decision: with nothing new it is one length check per instance."""
+        seen = self._seen
+        for inst in getattr(self.run, "instances", {}).values():
             history = inst.history
-            for c in history[seen:]:
+            n = seen.get(id(inst), 0)
+            if len(history) == n:
+                continue
+            for c in history[n:]:
                 gross, fee = fee_of(c, slippage_pct=self.slippage_pct, fee_pct=self.fee_pct)
-                self.net.append(c.pnl.pnl_cost)
+                net = c.pnl.pnl_cost
+                self.net.append(net)
                 self.gross.append(gross)
                 self.fees.append(fee)
-                self._closed.append((c.strategy_name, c.close_timestamp, c.pnl.pnl_percentage))
-                self._book_time(c.close_timestamp, c.pnl.pnl_cost)
-            self._seen[id(inst)] = len(history)
+                self._by_strategy.setdefault(c.strategy_name, []).append(
+                    (c.close_timestamp, c.pnl.pnl_percentage)
+                )
+                self._book_time(c.close_timestamp, net)
+            seen[id(inst)] = len(history)
 
     def _book_time(self, when: int, net: float) -> None:
         at = bisect.bisect_right(self._times, when)
@@ -255,9 +263,10 @@ class Wallet:
 
     @property
     def realised(self) -> float:
-        """Σ realised pnl after fees (money)."""
+        """Σ realised pnl after fees (money): the exact running sum rounded once (= ``math.fsum(net)``),
+        not a pass over every trade per sizing decision."""
         self.sync()
-        return math.fsum(self.net)
+        return float(self._prefix[-1])
 
     @property
     def total_fees(self) -> float:
@@ -283,7 +292,8 @@ class Wallet:
     def closed_pnls(self, strategy_name: str, when: int) -> tuple[float, ...]:
         """Per-trade pnl % of ``strategy_name``'s trades closed before the minute ``when`` (never later)."""
         self.sync()
-        return tuple(p for s, t, p in self._closed if s == strategy_name and t < when)
+        rows = self._by_strategy.get(strategy_name, ())
+        return tuple(p for t, p in rows if t < when)
 
     def equity_before(self, when: int) -> float:
         """Cash-basis equity counting the trades closed before the minute ``when``: what sizing sees, so
