@@ -220,6 +220,7 @@ class Wallet:
         self._times: list[int] = []
         self._nets: list[float] = []
         self._prefix: list[Fraction] = [Fraction(0)]
+        self._prefix_f: list[float] = [0.0]  # each exact prefix sum rounded once (read far more than booked)
         # per strategy, (close time, pnl %) in booking order: Kelly reads one strategy's trades only
         self._by_strategy: dict[str, list[tuple[int, float]]] = {}
         self._spec: tuple[SizingSpec, tuple[str, ...]] | None = None
@@ -258,15 +259,18 @@ class Wallet:
         self._times.insert(at, when)
         self._nets.insert(at, net)
         del self._prefix[at + 1 :]
+        del self._prefix_f[at + 1 :]
         for value in self._nets[at:]:  # usually just the last one: closes come in time order
-            self._prefix.append(self._prefix[-1] + Fraction(value))
+            total = self._prefix[-1] + Fraction(value)
+            self._prefix.append(total)
+            self._prefix_f.append(float(total))
 
     @property
     def realised(self) -> float:
         """Σ realised pnl after fees (money): the exact running sum rounded once (= ``math.fsum(net)``),
         not a pass over every trade per sizing decision."""
         self.sync()
-        return float(self._prefix[-1])
+        return self._prefix_f[-1]
 
     @property
     def total_fees(self) -> float:
@@ -280,7 +284,7 @@ class Wallet:
 
     @property
     def locked(self) -> float:
-        return math.fsum(margin_of(r) for r in (held_row(i) for i in self._instances()) if r is not None)
+        return math.fsum([margin_of(r) for r in map(held_row, self._instances()) if r is not None])
 
     @property
     def free(self) -> float:
@@ -292,15 +296,20 @@ class Wallet:
     def closed_pnls(self, strategy_name: str, when: int) -> tuple[float, ...]:
         """Per-trade pnl % of ``strategy_name``'s trades closed before the minute ``when`` (never later)."""
         self.sync()
-        rows = self._by_strategy.get(strategy_name, ())
-        return tuple(p for t, p in rows if t < when)
+        return self._closed_pnls(strategy_name, when)
+
+    def _closed_pnls(self, strategy_name: str, when: int) -> tuple[float, ...]:
+        return tuple(p for t, p in self._by_strategy.get(strategy_name, ()) if t < when)
 
     def equity_before(self, when: int) -> float:
         """Cash-basis equity counting the trades closed before the minute ``when``: what sizing sees, so
         the order in which symbols tick within one minute never changes a size."""
         self.sync()
+        return self._equity_before(when)
+
+    def _equity_before(self, when: int) -> float:
         # the exact sum rounded once, as math.fsum would give it
-        return self.balance + float(self._prefix[bisect.bisect_left(self._times, when)])
+        return self.balance + self._prefix_f[bisect.bisect_left(self._times, when)]
 
     # ------------------------------------------------------------ sizing + the funds check
     def method(self) -> tuple[SizingSpec, tuple[str, ...]]:
@@ -347,11 +356,12 @@ class Wallet:
     ) -> Signal | RiskRejection:
         """The signal with its cost fixed by the sizing, or the rejection saying why it cannot open."""
         await self.ensure_live()
-        equity = self.equity
+        self.sync()  # once: the reads below see the same booked trades
+        equity = self.balance + self._prefix_f[-1]
         free = equity - self.locked
         cur = self.currency
         spec, args = self.method()
-        sizing_equity = self.equity_before(when)
+        sizing_equity = self._equity_before(when)
         leverage = signal.multiplier if signal.multiplier is not None else inst.cfg.signal_leverage_multiplier
 
         async def candles(interval: str, limit: int) -> Any:
@@ -370,7 +380,7 @@ class Wallet:
             free=free,
             default_cost=inst.cfg.position_entry_cost,
             signal_cost=signal.cost,
-            closed_pnls=self.closed_pnls(inst.strategy.name, when)
+            closed_pnls=self._closed_pnls(inst.strategy.name, when)
             if spec.name == "kelly" or self._custom
             else (),
             candles=candles,
