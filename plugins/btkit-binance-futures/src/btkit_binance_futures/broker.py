@@ -473,9 +473,10 @@ class BinanceFuturesBroker:
         return order
 
     async def _reduce(
-        self, symbol: str, position: str, qty: Decimal, cid: str, what: str
+        self, symbol: str, position: str, qty: Decimal, cid: str, what: str, *, known_absent: bool = False
     ) -> dict[str, Any] | None:
-        """A reduce-only market order; None when there was nothing left to reduce."""
+        """A reduce-only market order; None when there was nothing left to reduce. ``known_absent``: the
+        caller has just looked ``cid`` up and not found it."""
         try:
             order = await self._send_order(
                 symbol,
@@ -486,6 +487,7 @@ class BinanceFuturesBroker:
                 qty,
                 None,
                 self._reduce_params(position),
+                known_absent=known_absent,
             )
         except OrderRejectedError as exc:
             if "-2022" in str(exc):  # ReduceOnly Order is rejected: the position is already gone
@@ -921,7 +923,9 @@ class BinanceFuturesBroker:
                 return True
             resting = client_order_id(p.signal_id, "schedule")
             eid, filled = await self._enter(symbol, p.position, qty, price, p.client_order_id, adopt=resting)
-            if await self._position_qty(symbol, p.position) == 0:
+            # an entry this call placed and saw filled moments ago cannot have lost its position since
+            # (short of a liquidation); one found from before (a retry, a restart) is checked
+            if eid not in self._fresh and await self._position_qty(symbol, p.position) == 0:
                 log.warning("%s: entry %s filled but the position is already gone", symbol, eid)
                 return True  # the open happened; on_active_check reports the position as gone
             await self._protect(
@@ -1029,8 +1033,10 @@ class BinanceFuturesBroker:
             qty = await self._position_qty(symbol, position)
             if qty == 0:
                 break
-            done = await self._reduce(symbol, position, qty, cid, "close")
+            done = await self._reduce(symbol, position, qty, cid, "close", known_absent=True)
             last = done if done is not None and _filled(done) > 0 else last
+            if done is not None and _filled(done) >= qty:
+                break  # the whole position went with this order (reduce-only, under the symbol's lock)
         else:
             raise OrderTransientError(f"{symbol}: the position is still open after {MAX_ROUNDS} close orders")
         await self._cancel_protection(symbol, position)

@@ -1554,6 +1554,19 @@ if pytest is not None:
         return fake_binance
 
 
+def protection_in_order(log: Iterable[PlacedOrder]) -> list[PlacedOrder]:
+    """``orders_log`` with every run of adjacent conditional orders put stop-loss first: the broker sends
+    a position's SL and TP at once, so the fake may receive them in either order."""
+    out: list[PlacedOrder] = []
+    for order in log:
+        out.append(order)
+        i = len(out) - 1
+        while i > 0 and order.kind == "algo" and out[i - 1].kind == "algo" and out[i - 1].type > order.type:
+            out[i - 1], out[i] = out[i], out[i - 1]
+            i -= 1
+    return out
+
+
 def fake_env(fake: FakeBinanceFutures) -> dict[str, str]:
     """Environment for a child process that should talk to ``fake`` (keys + base URL)."""
     env = dict(os.environ)
