@@ -18,8 +18,10 @@ and every run reports how many requests it refused. Two modes, measured in the s
   account-wide reads shared by the symbols of a tick (the defaults).
 
 The broker's start-up (markets, position mode, start-up reconciliation) happens before the first minute
-and is reported separately. "REST calls per entry": requests to the fake during the entry minute / N
-(candles included).
+and is reported separately. "REST calls per entry": the entry minute's requests minus the idle minute 0's
+(the candles), per entering symbol. ``--entering K``: only the first K symbols enter (the others have an
+ordinary minute). The fake's budget windows and btkit's limiter run on live time (each replay minute
+starts 60 s after the previous one, see ``BudgetClock``), not on the compressed replay.
 
 Usage: ``uv run python benchmarks/live_binance_load.py [--symbols 50,200] [--modes before,after]``
 """
@@ -74,8 +76,17 @@ def close_of(base: float, index: int) -> float:
     return float(row[4])
 
 
+ENTERING: list[int | None] = [None]  # how many symbols (the first ones) enter at OPEN_MINUTE; None: all
+
+
+def symbol_index(symbol: str) -> int:
+    return int(symbol.removeprefix("SYM").removesuffix("USDT"))
+
+
 def get_signal(symbol: str, when: Any, current_price: float) -> dict[str, Any] | None:
     if int(when.timestamp() * 1000) != T0 + OPEN_MINUTE * MINUTE_MS:
+        return None
+    if ENTERING[0] is not None and symbol_index(symbol) >= ENTERING[0]:
         return None
     base = base_price(symbol)
     return {
@@ -94,6 +105,23 @@ MODES: dict[str, dict[str, Any]] = {
 }
 
 
+class BudgetClock:
+    """Seconds as the exchange would see them live: each replay minute starts 60 s after the previous one
+    and runs on the wall clock. The stepped replay hands out the next minute as soon as the last one is
+    done, which would otherwise squeeze several minutes' requests into one of Binance's 60 s windows."""
+
+    def __init__(self) -> None:
+        self._base = 0.0
+        self._real = time.monotonic()
+
+    def __call__(self) -> float:
+        return self._base + (time.monotonic() - self._real)
+
+    def minute(self, index: int) -> None:
+        now = self()
+        self._base, self._real = max(now, index * 60.0), time.monotonic()
+
+
 def use_mode(mode: str) -> dict[str, Any]:
     """Set the process default limiter for ``mode`` (the candle clients follow it); the broker options."""
     from btkit_ccxt import pacing
@@ -106,6 +134,7 @@ def use_mode(mode: str) -> dict[str, Any]:
 @attrs.frozen
 class LoadResult:
     symbols: int
+    entering: int
     mode: str
     rate_limit_ms: int | None
     startup_s: float  # from the first Live.background to the first minute handed out
@@ -130,7 +159,7 @@ class LoadResult:
         p99 = per[min(len(per) - 1, round(0.99 * (len(per) - 1)))]
         cells = " ".join(f"m{m}={s:.2f}" for m, s in sorted(self.minutes.items()))
         return (
-            f"N={self.symbols:<3} {self.mode:<6}: per minute p50 {p50:.2f}s p99 {p99:.2f}s "
+            f"N={self.symbols:<3} entering {self.entering:<3} {self.mode:<6}: per minute p50 {p50:.2f}s p99 {p99:.2f}s "
             f"max {max(per):.2f}s [{cells}]; start-up {self.startup_s:.2f}s; opened {self.opened}, closed "
             f"{dict(self.closed)}; {self.requests} requests, REST calls per entry {self.entry_calls:.1f}, "
             f"{self.placements} orders; 429s {self.refused[0]}, 418s {self.refused[1]} (peak weight "
@@ -154,7 +183,14 @@ def weight_by_minute(requests: list[Any], marks: dict[int, int]) -> dict[int, Co
     return out
 
 
-def run_load(n: int, workdir: Path, *, mode: str = "after", rate_limit_ms: int | None = None) -> LoadResult:
+def run_load(
+    n: int,
+    workdir: Path,
+    *,
+    mode: str = "after",
+    rate_limit_ms: int | None = None,
+    entering: int | None = None,
+) -> LoadResult:
     """One live run of ``n`` symbols (see the module docstring). Changes the working directory and the
     BINANCE_API_* environment for the run and restores both; btkit's process state is left to the caller
     (``btkit.testing.reset_btkit``)."""
@@ -162,11 +198,20 @@ def run_load(n: int, workdir: Path, *, mode: str = "after", rate_limit_ms: int |
     from btkit.engine import live
     from btkit_binance_futures.testing import FakeBinanceFutures
 
+    ENTERING[0] = entering
+
     saved_env = {k: os.environ.get(k) for k in ("BINANCE_API_KEY", "BINANCE_API_SECRET")}
     saved_cwd = Path.cwd()
     started = time.perf_counter()
+    from btkit_ccxt import pacing
+    from btkit_ccxt.limits import USDM, ServerLimits, usdm_cost
+
     extra = use_mode(mode)
+    budget_clock = BudgetClock()
     with FakeBinanceFutures(symbols=[], extra_symbols=n, balance="1000000", enforce_limits=True) as fake:
+        fake.limits = ServerLimits(USDM, usdm_cost, clock=budget_clock)
+        host = fake.url.split("://", 1)[1]
+        pacing.configure("binanceusdm", host, pacing.Pacer(USDM, usdm_cost, clock=budget_clock))
         symbols = list(fake.symbols)
         for s in symbols:
             fake.set_klines(s, "1m", rows(base_price(s)))
@@ -195,6 +240,7 @@ def run_load(n: int, workdir: Path, *, mode: str = "after", rate_limit_ms: int |
 
             def before_minute(when: int) -> None:  # the fake's mark follows the replay
                 marks[(when - T0) // MINUTE_MS] = len(fake.requests)
+                budget_clock.minute((when - T0) // MINUTE_MS)
                 index = (when - T0) // MINUTE_MS - 1
                 for s in symbols:
                     fake.set_price(f"{close_of(base_price(s), index):.3f}", s)
@@ -212,10 +258,13 @@ def run_load(n: int, workdir: Path, *, mode: str = "after", rate_limit_ms: int |
             errors.extend(f"{h.instance.symbol}: {h.error}" for h in handles if h.error is not None)
             first = min(clock.handed.values())
             placed = Counter(o.client_id for o in fake.orders_log)
-            entry_calls = (
-                marks.get(OPEN_MINUTE + 1, len(fake.requests)) - marks.get(OPEN_MINUTE, 0)
-            ) / max(1, n)
+            in_minute = {
+                m: marks.get(m + 1, len(fake.requests)) - start for m, start in marks.items()
+            }  # requests per minute
+            k = entering if entering is not None else n
+            entry_calls = (in_minute.get(OPEN_MINUTE, 0) - in_minute.get(0, 0)) / max(1, k)
             return LoadResult(
+                entering=entering if entering is not None else n,
                 symbols=n,
                 mode=mode,
                 rate_limit_ms=rate_limit_ms,
@@ -236,6 +285,7 @@ def run_load(n: int, workdir: Path, *, mode: str = "after", rate_limit_ms: int |
                 breakdown=weight_by_minute(fake.requests, marks),
             )
         finally:
+            pacing.set_default_limiter("binance")  # the process default again
             os.chdir(saved_cwd)
             for key, value in saved_env.items():
                 if value is None:
@@ -249,6 +299,7 @@ def main() -> int:
     parser.add_argument("--symbols", default="50,200", help="comma-separated symbol counts (default 50,200)")
     parser.add_argument("--modes", default="before,after", help="before, after or both (default both)")
     parser.add_argument("--rate-limit-ms", type=int, help="ccxt's rateLimit for the broker in 'before' mode")
+    parser.add_argument("--entering", type=int, help="only the first K symbols enter (default: all)")
     parser.add_argument("--breakdown", action="store_true", help="print the weight per endpoint and minute")
     args = parser.parse_args()
     from btkit.testing import reset_btkit
@@ -260,7 +311,9 @@ def main() -> int:
             reset_btkit()
             cpu = time.process_time()
             with tempfile.TemporaryDirectory() as tmp:
-                result = run_load(n, Path(tmp), mode=mode, rate_limit_ms=args.rate_limit_ms)
+                result = run_load(
+                    n, Path(tmp), mode=mode, rate_limit_ms=args.rate_limit_ms, entering=args.entering
+                )
             reset_btkit()
             print(f"{result.line()}; CPU {time.process_time() - cpu:.1f}s", flush=True)
             for line in result.errors[:5]:
