@@ -199,3 +199,15 @@ def test_a_check_after_the_bots_own_write_never_joins_an_older_read(monkeypatch:
 
         first, second = asyncio.run(scenario())
         assert first == [] and [p.quantity for p in second] == [1]
+
+
+def test_bad_limiter_options_are_one_line_config_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    from btkit.errors import ConfigError
+    from btkit_binance_futures.config import BinanceFuturesConfig
+
+    with pytest.raises(ConfigError, match="binance-futures rate_limiter must be one of 'binance', 'ccxt'"):
+        BinanceFuturesConfig.from_options({"rate_limiter": "none"})
+    with pytest.raises(
+        ConfigError, match="binance-futures account_reads must be one of 'shared', 'per_symbol'"
+    ):
+        BinanceFuturesConfig.from_options({"account_reads": "sometimes"})

@@ -92,3 +92,27 @@ def test_the_same_spot_burst_without_the_limiter_gets_429(enforcing: Any) -> Non
     fake = enforcing(1.0)  # on the wall clock: ccxt's own limiter lets 400 orders out in a few seconds
     _burst(fake, rate_limiter="ccxt", rate_limit_ms=1, submit_attempts=1, read_attempts=1)
     assert fake.limits.refused_429 > 0
+
+
+def test_a_bad_rate_limiter_is_a_one_line_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from btkit.errors import ConfigError
+    from btkit_ccxt.client import make_client
+
+    with pytest.raises(ConfigError, match=r"rate_limiter must be one of binance, ccxt, got 'fast'"):
+        make_client("binance", rate_limiter="fast")
+    monkeypatch.setenv("BINANCE_API_KEY", "k")
+    monkeypatch.setenv("BINANCE_API_SECRET", "s")
+    with pytest.raises(ConfigError, match="rate_limiter must be one of binance, ccxt, got 'fast'"):
+        CcxtSpotBroker("binance", rate_limiter="fast")
+
+
+def test_make_client_puts_binance_clients_on_one_pacer_and_others_on_ccxts_limiter() -> None:
+    from btkit_ccxt.client import make_client
+
+    pacing.reset_pacers()
+    a = make_client("binance", api_base_url="http://127.0.0.1:9")
+    b = make_client("binance", api_base_url="http://127.0.0.1:9")
+    c = make_client("binance", api_base_url="http://127.0.0.1:9", rate_limiter="ccxt")
+    other = make_client("kraken")
+    assert a.btkit_pacer is b.btkit_pacer  # one budget per venue, across clients
+    assert not hasattr(c, "btkit_pacer") and not hasattr(other, "btkit_pacer")
