@@ -27,8 +27,8 @@ from btkit_ccxt.limits import MINUTE, TEN_SECONDS, Budget, CostFn, Window, venue
 
 log = logging.getLogger("btkit.ccxt.pacing")
 LIMITERS = ("binance", "ccxt")
-#: seconds added to every window when deciding whether a request fits: a request counted here when it
-#: leaves may reach Binance later than one sent before it, so a slot is reused only after this margin
+#: wall-clock seconds added to every window when deciding whether a request fits: a request counted here
+#: when it leaves may reach Binance later than one sent before it, so a slot is reused only after this margin
 MARGIN = 0.5
 
 
@@ -55,9 +55,10 @@ class Pacer:
         self.time_scale = time_scale  # > 1: budget windows pass faster than the wall clock (tests)
         self._given_clock = clock  # seconds; a replay's clock in benchmarks (the default: monotonic)
         self._lock = threading.Lock()
-        self._weight = Window(MINUTE + MARGIN)
-        self._orders_10s = Window(TEN_SECONDS + MARGIN)
-        self._orders_1m = Window(MINUTE + MARGIN)
+        margin = MARGIN * time_scale  # a delay on the wire is wall-clock time, whatever the scale
+        self._weight = Window(MINUTE + margin)
+        self._orders_10s = Window(TEN_SECONDS + margin)
+        self._orders_1m = Window(MINUTE + margin)
         self._reported: dict[str, tuple[float, int]] = {}  # header -> (when, value)
         self._blocked_until = 0.0
         self.requests = 0
