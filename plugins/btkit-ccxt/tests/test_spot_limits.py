@@ -1,4 +1,4 @@
-"""Binance spot's budgets on the fake spot exchange (50 orders per 10 s, 6000 weight per minute): the fake
+"""Binance spot's budgets on the fake spot exchange (100 orders per 10 s, 6000 weight per minute): the fake
 refuses like Binance, and the spot broker with btkit's limiter keeps a 200-symbol burst inside them."""
 
 from __future__ import annotations
@@ -19,16 +19,28 @@ N = 200
 SCALE = 20.0  # the budget windows of fake and limiter run 20x faster than the wall clock
 
 
-def test_spot_order_budget_is_fifty_per_ten_seconds() -> None:
+def test_spot_order_budget_is_a_hundred_per_ten_seconds() -> None:
     now = [0.0]
     limits = ServerLimits(SPOT, spot_cost, clock=lambda: now[0])
-    for _ in range(50):
+    for _ in range(100):
         assert limits.admit("POST", "/api/v3/order", {"symbol": "BTCUSDT"}).status == 200
     over = limits.admit("POST", "/api/v3/order", {"symbol": "BTCUSDT"})
-    assert (over.status, over.code, over.headers["X-MBX-ORDER-COUNT-10S"]) == (429, -1015, "50")
+    assert (over.status, over.code, over.headers["X-MBX-ORDER-COUNT-10S"]) == (429, -1015, "100")
     now[0] += 10.5
     account = limits.admit("GET", "/api/v3/account", {})
-    assert (account.status, account.headers["X-MBX-USED-WEIGHT-1M"]) == (200, "70")  # 50 orders + 20
+    assert (account.status, account.headers["X-MBX-USED-WEIGHT-1M"]) == (200, "120")  # 100 orders + 20
+
+
+def test_the_pacer_adopts_the_budget_exchange_info_announces() -> None:
+    pacer = pacing.Pacer(SPOT, spot_cost)
+    pacer.adopt(
+        [
+            {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 1200},
+            {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 50},
+            {"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1, "limit": 160000},
+        ]
+    )
+    assert (pacer.weight_limit, pacer.orders_10s_limit) == (1080, 50)  # 90 % of the weight, all the orders
 
 
 @pytest.fixture
@@ -84,7 +96,7 @@ def test_a_200_symbol_spot_burst_stays_inside_the_budgets_with_the_limiter(enfor
     results = _burst(fake)
     assert [r for r in results if isinstance(r, BaseException)] == []
     assert (fake.limits.refused_429, fake.limits.refused_418) == (0, 0)
-    assert len(fake.placed) == 2 * N and max(Counter(fake.placed).values()) == 1  # 400 orders, 8x the 50
+    assert len(fake.placed) == 2 * N and max(Counter(fake.placed).values()) == 1  # 400 orders, 4x the 100
     assert fake.limits.peak_orders_10s <= SPOT.orders_per_10s
 
 

@@ -39,6 +39,7 @@ from urllib.parse import parse_qsl, urlsplit
 import attrs
 
 from btkit.components import INTERVAL_MS as BTKIT_INTERVAL_MS
+from btkit_ccxt.limits import rate_limits_json
 
 T = TypeVar("T")
 
@@ -865,10 +866,7 @@ class FakeBinanceFutures:
             "timezone": "UTC",
             "serverTime": self._now(),
             "futuresType": "U_MARGINED",
-            "rateLimits": [
-                {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 2400},
-                {"rateLimitType": "ORDERS", "interval": "MINUTE", "intervalNum": 1, "limit": 1200},
-            ],
+            "rateLimits": rate_limits_json(self.limits.budget),
             "exchangeFilters": [],
             "assets": [{"asset": "USDT", "marginAvailable": True, "autoAssetExchange": "-10000"}],
             "symbols": symbols,

@@ -6,10 +6,11 @@ Shared by the client-side limiter (:mod:`btkit_ccxt.pacing`) and the fake server
 
 Weights are Binance's documented IP weights of the endpoints btkit calls (spot ``/api/v3``, USD-M futures
 ``/fapi``); ``orders`` is what a request adds to the account's order count (a new order, a conditional
-order, each order of a batch). Budgets: spot 6000 weight per minute and 50 orders per 10 s (and 160 000
-per day); USD-M 2400 weight per minute, 300 orders per 10 s and 1200 per minute. Binance counts spot
-orders as *unfilled* orders (a fill gives the count back); both sides here count every placement, which
-is never less than Binance's count.
+order, each order of a batch). Budgets (until the venue's ``exchangeInfo`` says otherwise, see
+:meth:`btkit_ccxt.pacing.Pacer.adopt`): spot 6000 weight per minute and 100 orders per 10 s (and 200 000 per
+day, not tracked); USD-M 2400 weight per minute, 300 orders per 10 s and 1200 per minute. Binance counts
+spot orders as *unfilled* orders (a fill gives the count back); both sides here count every placement,
+which is never less than Binance's count.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ class Budget:
     orders_per_minute: int | None = None
 
 
-SPOT = Budget("binance spot", 6000, 50)
+SPOT = Budget("binance spot", 6000, 100)
 USDM = Budget("binance usd-m", 2400, 300, 1200)
 
 
@@ -109,6 +110,53 @@ def spot_cost(method: str, path: str, params: Mapping[str, str]) -> Cost:
 
 
 CostFn = Callable[[str, str, Mapping[str, str]], Cost]
+
+
+def rate_limits_json(budget: Budget) -> list[dict[str, object]]:
+    """``budget`` as the ``rateLimits`` of an ``exchangeInfo`` answer (what the fakes serve)."""
+    out: list[dict[str, object]] = [
+        {
+            "rateLimitType": "REQUEST_WEIGHT",
+            "interval": "MINUTE",
+            "intervalNum": 1,
+            "limit": budget.weight_per_minute,
+        },
+        {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": budget.orders_per_10s},
+    ]
+    if budget.orders_per_minute is not None:
+        out.append(
+            {
+                "rateLimitType": "ORDERS",
+                "interval": "MINUTE",
+                "intervalNum": 1,
+                "limit": budget.orders_per_minute,
+            }
+        )
+    return out
+
+
+def budget_from(name: str, rate_limits: object, default: Budget) -> Budget:
+    """The budget an ``exchangeInfo`` answer's ``rateLimits`` describe (``default`` for what it omits)."""
+    weight, orders_10s, orders_1m = (
+        default.weight_per_minute,
+        default.orders_per_10s,
+        default.orders_per_minute,
+    )
+    for row in rate_limits if isinstance(rate_limits, list) else []:
+        if not isinstance(row, dict):
+            continue
+        kind, interval, num, limit = (
+            row.get(k) for k in ("rateLimitType", "interval", "intervalNum", "limit")
+        )
+        if not isinstance(limit, int) or limit <= 0:
+            continue
+        if (kind, interval, num) == ("REQUEST_WEIGHT", "MINUTE", 1):
+            weight = limit
+        elif (kind, interval, num) == ("ORDERS", "SECOND", 10):
+            orders_10s = limit
+        elif (kind, interval, num) == ("ORDERS", "MINUTE", 1):
+            orders_1m = limit
+    return Budget(name, weight, orders_10s, orders_1m)
 
 
 def venue_of(exchange_id: str) -> tuple[Budget, CostFn] | None:

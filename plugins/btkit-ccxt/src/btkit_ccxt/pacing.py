@@ -16,6 +16,8 @@ once and concurrently — unlike ccxt's own limiter, which spaces every request 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 import threading
 import time
@@ -23,7 +25,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from btkit_ccxt.limits import MINUTE, TEN_SECONDS, Budget, CostFn, Window, venue_of
+from btkit_ccxt.limits import MINUTE, TEN_SECONDS, Budget, CostFn, Window, budget_from, venue_of
 
 log = logging.getLogger("btkit.ccxt.pacing")
 LIMITERS = ("binance", "ccxt")
@@ -45,13 +47,9 @@ class Pacer:
         time_scale: float = 1.0,
         clock: Callable[[], float] | None = None,
     ) -> None:
-        self.budget = budget
         self.cost = cost
-        self.weight_limit = int(budget.weight_per_minute * weight_headroom)
-        self.orders_10s_limit = int(budget.orders_per_10s * order_headroom)
-        self.orders_1m_limit = (
-            int(budget.orders_per_minute * order_headroom) if budget.orders_per_minute else None
-        )
+        self._headroom = (weight_headroom, order_headroom)
+        self._set_budget(budget)
         self.time_scale = time_scale  # > 1: budget windows pass faster than the wall clock (tests)
         self._given_clock = clock  # seconds; a replay's clock in benchmarks (the default: monotonic)
         self._lock = threading.Lock()
@@ -65,6 +63,21 @@ class Pacer:
         self.waits = 0
         self.waited_s = 0.0
         self.refusals = 0  # 429/418 answers seen
+
+    def _set_budget(self, budget: Budget) -> None:
+        weight_headroom, order_headroom = self._headroom
+        self.budget = budget
+        self.weight_limit = int(budget.weight_per_minute * weight_headroom)
+        self.orders_10s_limit = int(budget.orders_per_10s * order_headroom)
+        self.orders_1m_limit = (
+            int(budget.orders_per_minute * order_headroom) if budget.orders_per_minute else None
+        )
+
+    def adopt(self, rate_limits: object) -> None:
+        """Use the budget the venue announces in ``exchangeInfo``'s ``rateLimits`` (Binance raises limits
+        for some accounts and changes them over time); what it omits keeps btkit's table."""
+        with self._lock:
+            self._set_budget(budget_from(self.budget.name, rate_limits, self.budget))
 
     def _clock(self) -> float:
         if self._given_clock is not None:
@@ -229,6 +242,9 @@ def install(client: Any, exchange_id: str) -> Pacer | None:
         request_body: Any,
     ) -> Any:
         pacer.observe(int(code), response_headers or {})
+        if int(code) == 200 and urlsplit(url).path.endswith("/exchangeInfo"):
+            with contextlib.suppress(ValueError, TypeError, AttributeError):
+                pacer.adopt(json.loads(response_body).get("rateLimits"))
         return on_rest_response(
             code, reason, url, method, response_headers, response_body, request_headers, request_body
         )

@@ -35,6 +35,7 @@ from urllib.parse import parse_qsl, urlsplit
 import attrs
 
 from btkit.components import INTERVAL_MS
+from btkit_ccxt.limits import rate_limits_json
 
 API_KEY = "fake-spot-api-key-0123456789"
 API_SECRET = "fake-spot-api-secret-9876543210"
@@ -603,10 +604,7 @@ class FakeSpotExchange:
         return {
             "timezone": "UTC",
             "serverTime": self._now(),
-            "rateLimits": [
-                {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000},
-                {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100},
-            ],
+            "rateLimits": rate_limits_json(self.limits.budget),
             "exchangeFilters": [],
             "symbols": rows,
         }
