@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 
 from btkit.broker_payloads import ExchangeFill, client_order_id
 from btkit.errors import ConfigError, OrderDeletedError, OrderRejectedError, OrderTransientError
+from btkit_ccxt.reads import SharedRead
 from btkit_ccxt.spot.config import SpotConfig, key_env
 from btkit_ccxt.spot.errors import Outcome, classify
 
@@ -84,12 +85,9 @@ class CcxtSpotBroker:
         self._locks: dict[str, asyncio.Lock] = {}
         self.native_stop = False
         # one balance read shared by the checks of every symbol in the same moment (see _balances)
-        self._balance_task: asyncio.Future[Any] | None = None
-        self._balance_task_seq = -1  # when the balance read in flight started
-        self._seq = 0  # orders the events below: read starts, the bot's order writes and look-ups
-        self._wrote: dict[
-            str, int
-        ] = {}  # asset -> when the bot last sent, cancelled or looked at an order on it
+        self._balance_read: SharedRead[Any] = SharedRead(
+            lambda: self._read("reading balances", self._client.fetch_balance)
+        )
 
     # ================================================================ client and helpers
     @property
@@ -225,26 +223,16 @@ class CcxtSpotBroker:
     def _touched(self, symbol: str) -> None:
         """The bot sent, cancelled or looked up an order on ``symbol``: its assets' balances may differ
         from any balance read that started before."""
-        self._seq += 1
         market = (self._client.markets or {}).get(symbol) if self._client is not None else None
-        for asset in (market["base"], market["quote"]) if market else ():
-            self._wrote[asset] = self._seq
+        self._balance_read.touched((market["base"], market["quote"]) if market else ())
 
     async def _balances(self, asset: str) -> Any:
-        """The account's balances, as fresh as ``asset`` needs: a read already in flight that started after
-        the bot last sent, cancelled or looked up an order touching ``asset`` is joined, otherwise a new read
-        starts. The checks and exits of many symbols in one tick (queued behind ccxt's rate limiter
-        together) then share a few reads instead of one each; a finished read is never reused."""
-        client = await self.client()
-        task = self._balance_task
-        if task is not None and not task.done() and self._balance_task_seq > self._wrote.get(asset, -1):
-            return await asyncio.shield(task)
-        self._seq += 1
-        self._balance_task_seq = self._seq
-        task = self._balance_task = asyncio.ensure_future(
-            self._read("reading balances", client.fetch_balance)
-        )
-        return await asyncio.shield(task)
+        """The account's balances, as fresh as ``asset`` needs (:class:`btkit_ccxt.reads.SharedRead`): a
+        read not sent yet, or sent after the bot last sent, cancelled or looked up an order touching
+        ``asset``, is joined, otherwise a new read starts. The checks and exits of many symbols in one tick
+        then share a few reads instead of one each; a finished read is never reused."""
+        await self.client()
+        return await self._balance_read.get(asset)
 
     async def _held(self, market: Mapping[str, Any]) -> Decimal:
         """free + locked of the base asset (see :meth:`_balances`)."""
