@@ -475,6 +475,8 @@ class CcxtSpotBroker:
             async with self._init_lock:
                 if not self._initialized:
                     await self.wait_for_init()
+        if self._feed_loop is not asyncio.get_running_loop():
+            await self._start_feed()  # a new event loop: a feed of its own
         return client, self._market(client, symbol)
 
     # ================================================================ entries and protection

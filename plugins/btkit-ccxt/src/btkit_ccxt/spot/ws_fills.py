@@ -25,6 +25,7 @@ from btkit.errors import OrderTransientError
 log = logging.getLogger("btkit.ccxt.spot")
 OPEN = "open"
 READY_SECONDS = 5.0  # how long start() waits for the subscription
+KEEP = 2000  # client order ids whose last update is kept
 
 
 def _cid(order: Mapping[str, Any]) -> str:
@@ -109,9 +110,13 @@ class OrderFeed:
             cid = _cid(order)
             if not cid:
                 continue
-            self._latest[cid] = dict(order)
+            self._latest.pop(cid, None)
+            self._latest[cid] = dict(order)  # newest last
             self._seq[cid] = self._seq.get(cid, 0) + 1
             self.updates += 1
+        while len(self._latest) > KEEP:
+            self._seq.pop(next(iter(self._latest)), None)
+            del self._latest[next(iter(self._latest))]
         self._changed.set()
         self._changed = asyncio.Event()
 
