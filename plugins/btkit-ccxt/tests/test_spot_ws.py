@@ -138,9 +138,12 @@ def test_a_dropped_socket_mid_wait_falls_back_to_rest_and_misses_nothing(
     )
 
 
-def test_a_missed_event_is_found_by_the_rest_reconciliation(fake_spot_ws: FakeSpotWsExchange) -> None:
+@pytest.mark.parametrize("kind", ["skip", "mute"])
+def test_a_missed_event_or_a_silent_socket_is_covered_by_the_rest_reconciliation(
+    fake_spot_ws: FakeSpotWsExchange, kind: str
+) -> None:
     fake = fake_spot_ws
-    fake.ws_fault("skip", when=lambda e: e["x"] == "TRADE")
+    fake.ws_fault(kind, when=lambda e: e["x"] == "TRADE")  # mute: from the fill on, nothing is sent
     b, entry, reads = entry_with_fill_at(fake, "w4", websocket_reconcile_seconds=0.3)
     assert isinstance(entry, ExchangeFill) and entry.price == 49000.0 and entry.quantity == 0.00204
     assert b.ws_stats.get("reconciliations", 0) >= 1 and not b.ws_stats.get("confirmations")

@@ -39,7 +39,8 @@ from btkit_ccxt.testing import FakeSpotExchange, SpotOrder, _fmt, spot_client_op
 WS_FAULT_KINDS: dict[str, str] = {
     "skip": "the event is not sent (a missed update; the socket stays open)",
     "drop": "the socket is closed instead of sending the event (the event is lost)",
-    "mute": "nothing more is sent on the socket (silence; it stays open) until clear_ws_faults()",
+    "mute": "from the first matching event on, nothing is sent (silence; the socket stays open) until "
+    "clear_ws_faults()",
 }
 
 
@@ -54,6 +55,8 @@ class WsFault:
     def matches(self, stream: str, event: Mapping[str, Any]) -> bool:
         if self.stream != stream or (self.times is not None and self.hits >= self.times):
             return False
+        if self.kind == "mute" and self.hits:
+            return True  # muted from its first event on
         return self.when is None or bool(self.when(event))
 
 
