@@ -3,14 +3,14 @@ REST requests per entry, both sides in the same run against the fake spot exchan
 Binance spot REST + the WS API user data stream on 127.0.0.1; real ccxt / ccxt.pro).
 
 Each entry is a limit buy below the market on a symbol of its own (``SYM<i>USDT``) that the price reaches
-``--fill-after`` seconds after it rests on the exchange (0.2, 0.7, 1.2, 1.7 s in turn); the broker
-(``ccxt:binance``, default timings: poll interval 0.5 s, websocket reconciliation after 2 s of silence;
-protection emulated so only the entry is counted) waits for it. Reported per side: median and 90th
+a seeded random 0.1 to ``--max-fill-after`` (2) seconds after it rests on the exchange (the same delays on
+both sides); the broker (``ccxt:binance``, default timings: poll interval 0.5 s, websocket reconciliation
+after 2 s of silence; protection emulated so only the entry is counted) waits for it. Reported per side: median and 90th
 percentile of fill → answer, REST requests and order reads per entry (``waiting``: the reads while the
 order rested; the others are the look-ups by client id before placing), CPU milliseconds per entry (the
 fake runs in this process too), and websocket / polling ratios from the same run.
 
-Usage: ``uv run python benchmarks/spot_ws_fills.py [--entries 20] [--fill-after 0.2,0.7,1.2,1.7]``
+Usage: ``uv run python benchmarks/spot_ws_fills.py [--entries 20] [--max-fill-after 2.0] [--seed 7]``
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import statistics
 import time
 from typing import Any
@@ -100,12 +101,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--entries", type=int, default=20)
     parser.add_argument(
-        "--fill-after",
-        default="0.2,0.7,1.2,1.7",
-        help="seconds from placement to the fill, entry i using value i mod their count",
+        "--max-fill-after", type=float, default=2.0, help="fills come 0.1 s to this after resting"
     )
+    parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
-    delays = [float(x) for x in args.fill_after.split(",")]
+    rng = random.Random(args.seed)
+    delays = [rng.uniform(0.1, args.max_fill_after) for _ in range(args.entries)]  # the same on both sides
     results = []
     for websocket in (True, False):
         with FakeSpotWsExchange(extra_symbols=args.entries) as fake:
@@ -113,7 +114,8 @@ def main() -> None:
             results.append(asyncio.run(one_side(fake, websocket, args.entries, delays)))
     ws, poll = results
     print(
-        f"load average {os.getloadavg()[0]:.2f}; {args.entries} entries per side, fills {args.fill_after} s after resting"
+        f"load average {os.getloadavg()[0]:.2f}; {args.entries} entries per side, fills "
+        f"0.1-{args.max_fill_after:g} s after resting (seed {args.seed})"
     )
     print(
         f"{'side':>10} {'median ms':>10} {'p90 ms':>8} {'REST/entry':>11} {'reads/entry':>12} {'waiting':>8} "
