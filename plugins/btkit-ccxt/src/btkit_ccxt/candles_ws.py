@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -165,7 +166,8 @@ class LiveCandles:
         self, symbol: str, interval: str, since: int, limit: int, step: int, forming: int
     ) -> list[Row]:
         """The closed candles from the first open time ≥ ``since``, contiguous, before ``forming``, at most
-        ``limit``; waits up to :data:`GRACE_SECONDS` for a just-closed candle the socket has not sent yet."""
+        ``limit``; within :data:`GRACE_SECONDS` of a candle's close, waits that long at most for it when it is
+        the only one the socket has not sent yet."""
         stream = self._streams.get((symbol, interval))
         if stream is None or not stream.up:
             return []
@@ -179,7 +181,9 @@ class LiveCandles:
             while ts < end and ts in stream.closed:
                 out.append(stream.closed[ts])
                 ts += step
-            latest_missing = ts == end - step and ts >= forming - step
+            # only the candle that has just closed is missing: its event may be on its way
+            fresh = time.time() * 1000 - forming < GRACE_SECONDS * 1000
+            latest_missing = ts == end - step and ts >= forming - step and fresh
             if ts >= end or not latest_missing or not stream.up or loop.time() >= deadline:
                 self.served += len(out)
                 return out

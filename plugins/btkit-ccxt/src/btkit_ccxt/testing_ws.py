@@ -113,9 +113,7 @@ class FakeSpotWsExchange(FakeSpotExchange):
         loop.run_until_complete(runner.setup())
         site = web.TCPSite(runner, self._host, 0)
         loop.run_until_complete(site.start())
-        server = site._server
-        assert server is not None and server.sockets
-        self._ws_port = server.sockets[0].getsockname()[1]
+        self._ws_port = int(runner.addresses[0][1])
         self._ws_runner = runner
         ready.set()
         loop.run_forever()
