@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -203,3 +207,22 @@ def test_websocket_switch_reads_text(monkeypatch: pytest.MonkeyPatch) -> None:
     assert CcxtSpotBroker("binance", websocket="false").config.websocket is False
     assert CcxtSpotBroker("binance", websocket="auto").config.websocket is None
     assert CcxtSpotBroker("binance").config.websocket is None
+
+
+def test_a_bad_broker_websocket_value_in_btkit_toml_exits_2(tmp_path: Path) -> None:
+    (tmp_path / "btkit.toml").write_text('[broker]\nname = "ccxt:binance"\nwebsocket = "maybe"\n')
+    env = {**os.environ, "BINANCE_API_KEY": "k", "BINANCE_API_SECRET": "s"}
+    argv = ["live", "--broker", "ccxt:binance", "--exchange", "ccxt:binance", "--symbol", "BTC/USDT"]
+    done = subprocess.run(
+        [sys.executable, "-m", "btkit.cli", *argv, "--strategy", "smacross"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    errors = [line for line in done.stderr.splitlines() if line.startswith("btkit: error")]
+    assert done.returncode == 2 and len(errors) == 1, done.stderr
+    assert (
+        errors[0] == "btkit: error: ccxt spot broker websocket must be true, false or \"auto\", got 'maybe'"
+    )

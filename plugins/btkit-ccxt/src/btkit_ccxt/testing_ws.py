@@ -109,7 +109,7 @@ class FakeSpotWsExchange(FakeSpotExchange):
         app.router.add_get("/ws-api/v3", self._user_handler)
         app.router.add_get("/ws", self._market_handler)
         app.router.add_get("/ws/{index}", self._market_handler)
-        runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.5)
+        runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.5, access_log=None)
         loop.run_until_complete(runner.setup())
         site = web.TCPSite(runner, self._host, 0)
         loop.run_until_complete(site.start())
