@@ -180,3 +180,19 @@ def test_a_bad_websocket_value_in_btkit_toml_exits_2(tmp_path: Path) -> None:
     assert done.returncode == 2, done.stderr
     errors = [line for line in done.stderr.splitlines() if line.startswith("btkit: error")]
     assert len(errors) == 1 and "websocket must be true, false or \"auto\", got 'often'" in errors[0]
+
+
+def test_without_a_closed_flag_a_candle_is_closed_once_the_stream_moves_on() -> None:
+    from btkit_ccxt.candles_ws import LiveCandles, _Stream
+
+    async def scenario() -> dict[int, Any]:
+        stream = _Stream()
+        LiveCandles._close_generic(stream, [[0, 1, 2, 0.5, 1.5, 1]])  # forming
+        LiveCandles._close_generic(stream, [[0, 1, 3, 0.5, 2.5, 2]])  # its last update
+        assert stream.closed == {}
+        LiveCandles._close_generic(stream, [[HOUR, 2.5, 3, 2, 2.8, 1]])  # the next one started
+        LiveCandles._close_generic(stream, [[0, 9, 9, 9, 9, 9]])  # a late update of an older one: ignored
+        return stream.closed
+
+    closed = asyncio.run(scenario())
+    assert closed == {0: (0, 1.0, 3.0, 0.5, 2.5, 2.0)}
