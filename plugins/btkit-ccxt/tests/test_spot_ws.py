@@ -226,3 +226,14 @@ def test_a_bad_broker_websocket_value_in_btkit_toml_exits_2(tmp_path: Path) -> N
     assert (
         errors[0] == "btkit: error: ccxt spot broker websocket must be true, false or \"auto\", got 'maybe'"
     )
+
+
+def test_ws_base_url_as_a_table_sets_each_socket_url(fake_spot_ws: FakeSpotWsExchange) -> None:
+    fake = fake_spot_ws  # e.g. Binance's spot testnet: the WS API and the streams on two hosts
+    urls = {"ws-api.spot": f"{fake.ws_url}/ws-api/v3", "spot": f"{fake.ws_url}/ws"}
+    _b, entry, _ = entry_with_fill_at(fake, "w7", ws_base_url=urls)
+    assert isinstance(entry, ExchangeFill) and entry.price == 49000.0 and fake.ws_connections["user"] == 1
+
+    b = broker(fake, ws_base_url={"ws-api.nowhere": fake.ws_url}, foreign_assets="BTC")
+    with pytest.raises(ConfigError, match=r"has no websocket URL 'ws-api\.nowhere'; known: .*ws-api\.spot"):
+        run(b, b.wait_for_init)

@@ -103,7 +103,7 @@ class CcxtExchange:
         credentials_env: tuple[str, str] | None = None,
         read_settings: bool = False,
         websocket: bool | str | None = None,
-        ws_base_url: str | None = None,
+        ws_base_url: str | Mapping[str, str] | None = None,
     ) -> None:
         if exchange_id not in exchange_ids():
             raise ConfigError(f"unknown ccxt exchange id {exchange_id!r}; see ccxt.exchanges for valid ids")

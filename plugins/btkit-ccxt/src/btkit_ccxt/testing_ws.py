@@ -423,7 +423,7 @@ class FakeSpotWsExchange(FakeSpotExchange):
 
 def ws_client_options(fake: FakeSpotWsExchange, **options: Any) -> dict[str, Any]:
     """Broker options pointing ``ccxt:binance`` at ``fake``'s REST and websockets (fast test timings)."""
-    return spot_client_options(fake, ws_base_url=fake.ws_url, **options)
+    return spot_client_options(fake, **{"ws_base_url": fake.ws_url, **options})
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:

@@ -3,13 +3,15 @@
 A websocket client is a second ccxt object next to the REST one: same keys, timeout, options, REST URLs,
 error tables and markets (copied, never loaded twice), with ``urls["api"]["ws"]`` rebased onto
 ``ws_base_url`` when one is given (each URL keeps its path: ``wss://ws-api.binance.com:443/ws-api/v3``
-becomes ``<ws_base_url>/ws-api/v3``). Like the REST client it binds to the event loop that first uses it.
+becomes ``<ws_base_url>/ws-api/v3``), or the listed URLs replaced when it is a table. Like the REST client
+it binds to the event loop that first uses it.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -31,12 +33,23 @@ def parse_switch(value: Any, what: str) -> bool | None:
     raise ConfigError(f'{what} must be true, false or "auto", got {value!r}')
 
 
-def check_ws_url(value: Any, what: str) -> str | None:
+def _is_ws_url(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith(("ws://", "wss://")) and bool(urlsplit(value).netloc)
+
+
+def check_ws_url(value: Any, what: str) -> str | dict[str, str] | None:
+    """A ``ws(s)://`` base URL, or a table of ccxt's websocket URL keys (dotted: ``"ws-api.spot"``) to
+    whole URLs (for an exchange whose sockets live on several hosts, e.g. Binance's spot testnet)."""
     if value is None:
         return None
-    if not isinstance(value, str) or not value.startswith(("ws://", "wss://")) or not urlsplit(value).netloc:
-        raise ConfigError(f"{what} must be a ws:// or wss:// URL, got {value!r}")
-    return value.rstrip("/")
+    if isinstance(value, Mapping) and value and all(_is_ws_url(v) for v in value.values()):
+        return {str(k): str(v).rstrip("/") for k, v in value.items()}
+    if not _is_ws_url(value):
+        raise ConfigError(
+            f"{what} must be a ws:// or wss:// URL (or a table of such URLs by ccxt's urls['api']['ws'] keys), "
+            f"got {value!r}"
+        )
+    return str(value).rstrip("/")
 
 
 def check_seconds(value: Any, what: str) -> float:
@@ -63,6 +76,29 @@ def rebase_ws_urls(ws: Any, base_url: str) -> Any:
     return move(ws)
 
 
+def set_ws_urls(ws: Any, urls: Mapping[str, str], exchange_id: str) -> Any:
+    """A copy of ``urls["api"]["ws"]`` with the dotted keys of ``urls`` replaced (each must exist)."""
+    out = copy.deepcopy(ws)
+    for dotted, url in urls.items():
+        node = out
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or not isinstance(node.get(leaf), str):
+            known = sorted(_dotted(ws))
+            raise ConfigError(
+                f"ws_base_url: ccxt {exchange_id} has no websocket URL {dotted!r}; known: {', '.join(known)}"
+            )
+        node[leaf] = url
+    return out
+
+
+def _dotted(ws: Any, prefix: str = "") -> list[str]:
+    if isinstance(ws, dict):
+        return [k for key, v in ws.items() for k in _dotted(v, f"{prefix}{key}.")]
+    return [prefix.rstrip(".")] if isinstance(ws, str) else []
+
+
 def pro_class(exchange_id: str) -> Any:
     """The ccxt.pro class of ``exchange_id``, or None when ccxt has no websockets for it."""
     import ccxt.pro as ccxtpro
@@ -80,7 +116,7 @@ def pro_has(exchange_id: str, feature: str) -> bool:
     return bool(cls().has.get(feature))
 
 
-def make_pro_client(rest: Any, ws_base_url: str | None = None) -> Any:
+def make_pro_client(rest: Any, ws_base_url: str | Mapping[str, str] | None = None) -> Any:
     """A ccxt.pro client mirroring the REST client ``rest`` (markets must be loaded on ``rest``)."""
     cls = pro_class(rest.id)
     if cls is None:
@@ -98,8 +134,12 @@ def make_pro_client(rest: Any, ws_base_url: str | None = None) -> Any:
     api = dict(pro.urls.get("api") or {})
     ws = api.get("ws")
     api.update({k: v for k, v in (rest.urls.get("api") or {}).items() if k != "ws"})
+    if isinstance(ws_base_url, Mapping):
+        ws = set_ws_urls(ws, ws_base_url, rest.id)
+    elif ws_base_url and ws is not None:
+        ws = rebase_ws_urls(ws, ws_base_url)
     if ws is not None:
-        api["ws"] = rebase_ws_urls(ws, ws_base_url) if ws_base_url else ws
+        api["ws"] = ws
     urls["api"] = api
     pro.urls = urls
     pro.exceptions = rest.exceptions

@@ -55,7 +55,7 @@ def _switch(value: Any) -> bool | None:
     return parse_switch(value, "ccxt spot broker websocket")
 
 
-def _ws_url(value: Any) -> str | None:
+def _ws_url(value: Any) -> str | dict[str, str] | None:
     from btkit_ccxt.ws import check_ws_url
 
     return check_ws_url(value, "ccxt spot broker ws_base_url")
@@ -91,7 +91,7 @@ class SpotConfig:
     expected_positions: Mapping[str, str | None] | None = None
     # websockets (btkit_ccxt.spot.ws_fills): None = on where ccxt.pro has watchOrders
     websocket: bool | None = attrs.field(default=None, converter=_switch)
-    ws_base_url: str | None = attrs.field(default=None, converter=_ws_url)
+    ws_base_url: str | dict[str, str] | None = attrs.field(default=None, converter=_ws_url)
     websocket_reconcile_seconds: float = attrs.field(default=2.0, validator=_positive)
 
     def __attrs_post_init__(self) -> None:
