@@ -237,3 +237,34 @@ def test_ws_base_url_as_a_table_sets_each_socket_url(fake_spot_ws: FakeSpotWsExc
     b = broker(fake, ws_base_url={"ws-api.nowhere": fake.ws_url}, foreign_assets="BTC")
     with pytest.raises(ConfigError, match=r"has no websocket URL 'ws-api\.nowhere'; known: .*ws-api\.spot"):
         run(b, b.wait_for_init)
+
+
+@pytest.mark.parametrize("good", [True, False])
+def test_the_fake_checks_the_subscription_signature(fake_spot_ws: FakeSpotWsExchange, good: bool) -> None:
+    from btkit_ccxt.client import make_client
+    from btkit_ccxt.secrets import Credentials
+    from btkit_ccxt.ws import make_pro_client
+
+    fake = fake_spot_ws
+
+    async def scenario() -> tuple[BaseException | None, int]:
+        rest = make_client(
+            "binance",
+            api_base_url=fake.url,
+            options={"fetchMarkets": {"types": ["spot"]}, "fetchMargins": False},
+            credentials=Credentials(fake.api_key, fake.api_secret if good else "not-the-secret"),
+        )
+        await rest.load_markets()
+        pro = make_pro_client(rest, fake.ws_url)
+        try:
+            await asyncio.wait_for(pro.authenticate(), 5)
+            return None, fake.subscribed()
+        except Exception as exc:  # ccxt 4.5 surfaces the refusal as KeyError('spot') (its own cleanup)
+            return exc, fake.subscribed()
+        finally:
+            await pro.close()
+            await rest.close()
+
+    error, subscribed = asyncio.run(scenario())
+    assert fake.ws_requests[-1]["method"] == "userDataStream.subscribe.signature"
+    assert (error is None and subscribed == 1) if good else (error is not None and subscribed == 0)

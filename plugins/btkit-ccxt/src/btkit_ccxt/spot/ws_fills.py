@@ -25,6 +25,7 @@ from btkit.errors import OrderTransientError
 log = logging.getLogger("btkit.ccxt.spot")
 OPEN = "open"
 READY_SECONDS = 5.0  # how long start() waits for the subscription
+SUBSCRIBE_SECONDS = 10.0  # a subscription not confirmed by then is tried again
 KEEP = 2000  # client order ids whose last update is kept
 
 
@@ -71,7 +72,7 @@ class OrderFeed:
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
-            with contextlib.suppress(BaseException):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         with contextlib.suppress(Exception):
             await self.client.close()
@@ -80,7 +81,7 @@ class OrderFeed:
         """Until this returns, events may be lost; Binance confirms the user data subscription."""
         authenticate = getattr(self.client, "authenticate", None)
         if self.exchange_id.startswith("binance") and authenticate is not None:
-            await authenticate()
+            await asyncio.wait_for(authenticate(), SUBSCRIBE_SECONDS)
             return
         await asyncio.sleep(0)  # elsewhere: the first watch call subscribes
 
