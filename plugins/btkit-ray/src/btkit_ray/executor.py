@@ -131,7 +131,11 @@ class RayExecutor:
                 undo()
             self.start_seconds = time.perf_counter() - t0
             self.started_cluster = True
-            where = f"connected to the Ray cluster at {self.address}" if self.address else "started a local Ray cluster"
+            where = (
+                f"connected to the Ray cluster at {self.address}"
+                if self.address
+                else "started a local Ray cluster"
+            )
             log.info("ray: %s with %d CPUs in %.2f s", where, self.cpus(), self.start_seconds)
         t0 = time.perf_counter()
         self._shared_ref = ray.put(dict(shared))
@@ -166,7 +170,9 @@ class RayExecutor:
             return jobs
         return 2 * (jobs or cpus)
 
-    def map(self, fn: Callable[[Mapping[str, Any], Any], Any], items: Iterable[Any]) -> Iterator[tuple[int, Any]]:
+    def map(
+        self, fn: Callable[[Mapping[str, Any], Any], Any], items: Iterable[Any]
+    ) -> Iterator[tuple[int, Any]]:
         if self._task is None:
             raise RuntimeError("RayExecutor.map called before start()")
         ray = self._ray

@@ -120,6 +120,7 @@ class CcxtSpotBroker:
                 timeout_ms=self.config.request_timeout_ms,
                 options=options,
                 config={"rateLimit": self.config.rate_limit_ms} if self.config.rate_limit_ms else None,
+                rate_limiter=self.config.rate_limiter,
             )
             self._client_loop = loop
         if not self._client.markets:

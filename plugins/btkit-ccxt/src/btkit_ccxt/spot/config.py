@@ -83,6 +83,7 @@ class SpotConfig:
     protection: str = attrs.field(default="auto", validator=_choice("auto", "native", "emulated"))
     request_timeout_ms: int = attrs.field(default=10_000, validator=_count)
     rate_limit_ms: int | None = attrs.field(default=None, validator=_count)
+    rate_limiter: str = attrs.field(default="binance", validator=_choice("binance", "ccxt"))
     submit_attempts: int = attrs.field(default=3, validator=_count)
     read_attempts: int = attrs.field(default=4, validator=_count)
     retry_delay_seconds: float = attrs.field(default=0.25, validator=_non_negative)
