@@ -110,7 +110,7 @@ def start_run(fake: FakeBinanceFutures, tmp_path: Path) -> Path:
 
 
 def entry_and_protection(fake: FakeBinanceFutures) -> list[tuple[str, str, str]]:
-    return [(o.type, o.side, o.quantity) for o in fake.orders_log]
+    return [(o.type, o.side, o.quantity) for o in protection_in_order(fake.orders_log)]
 
 
 def assert_restart_closed_at_take_profit(fake: FakeBinanceFutures, child: Child, tmp_path: Path) -> None:

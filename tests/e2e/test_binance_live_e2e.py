@@ -151,7 +151,7 @@ def test_the_exchange_take_profit_fires_first_the_engine_closes_and_nothing_stay
     assert isinstance(closed, Closed) and closed.close_reason == "take_profit"
     assert closed.timestamp == minute(SPIKE_MINUTE + 1)
     assert closed.pnl.price_close >= TAKE_PROFIT
-    assert [(o.type, o.client_id.startswith("btk")) for o in fake.orders_log] == [
+    assert [(o.type, o.client_id.startswith("btk")) for o in protection_in_order(fake.orders_log)] == [
         ("LIMIT", True),
         ("STOP_MARKET", True),
         ("TAKE_PROFIT_MARKET", True),

@@ -247,3 +247,24 @@ def test_random_markets_lockstep_equals_separate_runs_and_limits_hold(
         for _, step in edges:
             held += step
             assert held <= limit
+
+
+def test_the_decision_state_shortcut_keeps_every_other_field() -> None:
+    """``with_last_bucket`` (built field by field on the decision path instead of ``attrs.evolve``) equals
+    the evolve for a state with every field set: a field added later and not copied fails here."""
+    from btkit.engine.state import InstanceState, Levels, StrategyState, with_last_bucket
+
+    strategy = StrategyState(
+        paused=True,
+        last_bucket=1,
+        last_opened_id="a",
+        deferred=("close_pending",),
+        rejected_ids=("b",),
+        last_tick=60_000,
+    )
+    state = InstanceState(strategy=strategy, levels=Levels(signal_id="a", profit=(10,), breakeven=True))
+    fields = {f.name: getattr(strategy, f.name) for f in attrs.fields(StrategyState)}
+    assert all(v != getattr(StrategyState(), k) for k, v in fields.items() if k != "intent")
+    for bucket in (None, 900_000):
+        expected = attrs.evolve(state, strategy=attrs.evolve(strategy, last_bucket=bucket))
+        assert with_last_bucket(state, bucket) == expected

@@ -381,7 +381,7 @@ def test_short_positions_in_one_way_mode(binance_keys: FakeBinanceFutures) -> No
         await broker.on_signal_close_commit(commit_payload("close", position="short"))
 
     run(broker, scenario)
-    sides = [(o.type, o.side) for o in fake.orders_log]
+    sides = [(o.type, o.side) for o in protection_in_order(fake.orders_log)]
     assert sides == [
         ("LIMIT", "SELL"),
         ("STOP_MARKET", "BUY"),

@@ -342,3 +342,29 @@ def test_a_ray_worker_reads_the_candles_zero_copy_from_the_object_store(
     assert {iv for iv, *_ in got["checks"]} == {"1m", "15m"}
     for interval, shares, writable_or_owned, copied in got["checks"]:
         assert shares and not writable_or_owned and not copied, interval
+
+
+def loop_kinds(shared: Mapping[str, Any], item: object) -> str:
+    import asyncio
+
+    loop = asyncio.new_event_loop()
+    try:
+        return type(loop).__module__
+    finally:
+        loop.close()
+
+
+def test_a_task_runs_on_the_standard_event_loop_and_ray_keeps_its_own(cluster: RayExecutor) -> None:
+    """Ray workers install uvloop's policy, which made every backtest's many short loop calls slower; a
+    task runs under the standard policy, and plain Ray tasks in the same workers still get Ray's."""
+    import ray
+
+    inside = {kind for _, kind in cluster.map(loop_kinds, range(4))}
+    assert inside == {"asyncio.unix_events"}
+
+    @ray.remote
+    def plain() -> str:
+        return loop_kinds({}, None)
+
+    outside = set(ray.get([plain.remote() for _ in range(4)]))
+    assert outside and "asyncio.unix_events" not in outside  # Ray's own policy (uvloop) is back

@@ -215,12 +215,14 @@ class Wallet:
         self.net: list[float] = []
         self.gross: list[float] = []
         self.fees: list[float] = []
-        self._closed: list[tuple[str, int, float]] = []  # (strategy, close time, pnl %)
         # close times in order, and the exact (rational) sum of the net pnl of the trades before each:
         # equity before a minute is a bisect, not a pass over every trade (O(n²) over a long portfolio)
         self._times: list[int] = []
         self._nets: list[float] = []
         self._prefix: list[Fraction] = [Fraction(0)]
+        self._prefix_f: list[float] = [0.0]  # each exact prefix sum rounded once (read far more than booked)
+        # per strategy, (close time, pnl %) in booking order: Kelly reads one strategy's trades only
+        self._by_strategy: dict[str, list[tuple[int, float]]] = {}
         self._spec: tuple[SizingSpec, tuple[str, ...]] | None = None
         self._custom = False
         self._live_ready = False
@@ -229,35 +231,46 @@ class Wallet:
 
     # ------------------------------------------------------------ booking (derived from histories)
     def _instances(self) -> Iterable[Any]:
-        return list(getattr(self.run, "instances", {}).values())
+        return getattr(self.run, "instances", {}).values()
 
     def sync(self) -> None:
-        """Book every closed trade of the run's instances not booked yet (idempotent)."""
-        for inst in self._instances():
-            seen = self._seen.get(id(inst), 0)
+        """Book every closed trade of the run's instances not booked yet (idempotent). Called before every
+        sizing decision: with nothing new it is one length check per instance."""
+        seen = self._seen
+        for inst in getattr(self.run, "instances", {}).values():
             history = inst.history
-            for c in history[seen:]:
+            n = seen.get(id(inst), 0)
+            if len(history) == n:
+                continue
+            for c in history[n:]:
                 gross, fee = fee_of(c, slippage_pct=self.slippage_pct, fee_pct=self.fee_pct)
-                self.net.append(c.pnl.pnl_cost)
+                net = c.pnl.pnl_cost
+                self.net.append(net)
                 self.gross.append(gross)
                 self.fees.append(fee)
-                self._closed.append((c.strategy_name, c.close_timestamp, c.pnl.pnl_percentage))
-                self._book_time(c.close_timestamp, c.pnl.pnl_cost)
-            self._seen[id(inst)] = len(history)
+                self._by_strategy.setdefault(c.strategy_name, []).append(
+                    (c.close_timestamp, c.pnl.pnl_percentage)
+                )
+                self._book_time(c.close_timestamp, net)
+            seen[id(inst)] = len(history)
 
     def _book_time(self, when: int, net: float) -> None:
         at = bisect.bisect_right(self._times, when)
         self._times.insert(at, when)
         self._nets.insert(at, net)
         del self._prefix[at + 1 :]
+        del self._prefix_f[at + 1 :]
         for value in self._nets[at:]:  # usually just the last one: closes come in time order
-            self._prefix.append(self._prefix[-1] + Fraction(value))
+            total = self._prefix[-1] + Fraction(value)
+            self._prefix.append(total)
+            self._prefix_f.append(float(total))
 
     @property
     def realised(self) -> float:
-        """Σ realised pnl after fees (money)."""
+        """Σ realised pnl after fees (money): the exact running sum rounded once (= ``math.fsum(net)``),
+        not a pass over every trade per sizing decision."""
         self.sync()
-        return math.fsum(self.net)
+        return self._prefix_f[-1]
 
     @property
     def total_fees(self) -> float:
@@ -271,7 +284,7 @@ class Wallet:
 
     @property
     def locked(self) -> float:
-        return math.fsum(margin_of(r) for r in (held_row(i) for i in self._instances()) if r is not None)
+        return math.fsum([margin_of(r) for r in map(held_row, self._instances()) if r is not None])
 
     @property
     def free(self) -> float:
@@ -283,14 +296,20 @@ class Wallet:
     def closed_pnls(self, strategy_name: str, when: int) -> tuple[float, ...]:
         """Per-trade pnl % of ``strategy_name``'s trades closed before the minute ``when`` (never later)."""
         self.sync()
-        return tuple(p for s, t, p in self._closed if s == strategy_name and t < when)
+        return self._closed_pnls(strategy_name, when)
+
+    def _closed_pnls(self, strategy_name: str, when: int) -> tuple[float, ...]:
+        return tuple(p for t, p in self._by_strategy.get(strategy_name, ()) if t < when)
 
     def equity_before(self, when: int) -> float:
         """Cash-basis equity counting the trades closed before the minute ``when``: what sizing sees, so
         the order in which symbols tick within one minute never changes a size."""
         self.sync()
+        return self._equity_before(when)
+
+    def _equity_before(self, when: int) -> float:
         # the exact sum rounded once, as math.fsum would give it
-        return self.balance + float(self._prefix[bisect.bisect_left(self._times, when)])
+        return self.balance + self._prefix_f[bisect.bisect_left(self._times, when)]
 
     # ------------------------------------------------------------ sizing + the funds check
     def method(self) -> tuple[SizingSpec, tuple[str, ...]]:
@@ -337,11 +356,12 @@ class Wallet:
     ) -> Signal | RiskRejection:
         """The signal with its cost fixed by the sizing, or the rejection saying why it cannot open."""
         await self.ensure_live()
-        equity = self.equity
+        self.sync()  # once: the reads below see the same booked trades
+        equity = self.balance + self._prefix_f[-1]
         free = equity - self.locked
         cur = self.currency
         spec, args = self.method()
-        sizing_equity = self.equity_before(when)
+        sizing_equity = self._equity_before(when)
         leverage = signal.multiplier if signal.multiplier is not None else inst.cfg.signal_leverage_multiplier
 
         async def candles(interval: str, limit: int) -> Any:
@@ -360,7 +380,7 @@ class Wallet:
             free=free,
             default_cost=inst.cfg.position_entry_cost,
             signal_cost=signal.cost,
-            closed_pnls=self.closed_pnls(inst.strategy.name, when)
+            closed_pnls=self._closed_pnls(inst.strategy.name, when)
             if spec.name == "kelly" or self._custom
             else (),
             candles=candles,

@@ -25,17 +25,32 @@ SCAN_CHUNK = 10_000  # candles per chunk when a signal has no lifetime limit
 PER_CANDLE_STREAMS = ("active_ping", "schedule_ping", *LEVEL_STREAMS)
 
 
-def needs_per_candle(inst: StrategyInstance) -> bool:
+def per_candle_listened() -> bool:
+    """Someone listens to a stream emitted on every candle of a held signal (pings, level events)."""
+    return any(events.has_listeners(s) for s in PER_CANDLE_STREAMS)
+
+
+def per_candle_callbacks(inst: StrategyInstance) -> bool:
+    """The strategy has ``on_active`` / ``on_waiting`` callbacks (called on every candle)."""
     cb = inst.strategy.callbacks
-    has_cb = cb is not None and any(
+    if cb is None:
+        return False
+    return any(
         (getattr(cb, n, None) or (cb.get(n) if isinstance(cb, dict) else None))
         for n in ("on_active", "on_waiting")
     )
+
+
+def needs_per_candle(inst: StrategyInstance, listened: bool | None = None) -> bool:
+    """Must the held signal be fed candle by candle? ``listened``: :func:`per_candle_listened`, when the
+    caller already knows it (the lockstep loop asks once per minute for every instance)."""
     # a queued position command or close/cancel request (e.g. from a listener of the "opened" result)
     # applies on the next tick
     if inst.pending_commands or inst.state.strategy.deferred:
         return True
-    return has_cb or any(events.has_listeners(s) for s in PER_CANDLE_STREAMS)
+    if listened if listened is not None else per_candle_listened():
+        return True
+    return per_candle_callbacks(inst)
 
 
 async def resolve(inst: StrategyInstance) -> list[TickResult]:

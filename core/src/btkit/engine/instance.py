@@ -30,7 +30,7 @@ from btkit.broker_payloads import (
 from btkit.components import StrategySpec, interval_ms
 from btkit.context import ExecutionContext, entered, ms_to_datetime
 from btkit.engine import announce
-from btkit.engine.state import MAX_REJECTED_IDS, InstanceState, Intent, Levels
+from btkit.engine.state import MAX_REJECTED_IDS, InstanceState, Intent, Levels, with_last_bucket
 from btkit.errors import BtkitError, SignalValidationError
 from btkit.lifecycle import machine
 from btkit.lifecycle import pnl as pnl_math
@@ -374,7 +374,7 @@ class StrategyInstance:
         # the bucket is consumed before get_signal is called (a None answer still uses it). It is kept in
         # memory and written with the decision it leads to: a crash before that decision repeats the call
         # instead of losing the signal, and an idle bucket costs no fsync.
-        self.state = attrs.evolve(self.state, strategy=attrs.evolve(st, last_bucket=bucket))
+        self.state = with_last_bucket(self.state, bucket)
         raw = await self._call_get_signal(when, price)
         if raw is None:
             return await self._idle(when, price)
@@ -451,7 +451,7 @@ class StrategyInstance:
     async def _release_bucket(self) -> None:
         st = self.state.strategy
         if st.last_bucket is not None:  # in memory, like consuming it
-            self.state = attrs.evolve(self.state, strategy=attrs.evolve(st, last_bucket=None))
+            self.state = with_last_bucket(self.state, None)
 
     async def _idle(self, when: int, price: float | None) -> TickResult:
         if events.has_listeners("idle_ping", self.strategy):

@@ -96,17 +96,27 @@ def _next_minute(
     after = t + MINUTE_MS
     if events.has_listeners("idle_ping"):
         return after
+    listened = fastpath.per_candle_listened()
     nxt = end + MINUTE_MS if t <= end else after  # past the frame end only busy instances tick
+    idle_at: dict[int, int] = {}  # bucket start → the next undecided minute, per interval
     for inst in instances:
-        if _busy(inst):
+        st = inst.state
+        if st.pending is not None or st.scheduled is not None or st.strategy.intent is not None:
             when = wake.get(inst)
-            if when is None or fastpath.needs_per_candle(inst):
+            if when is None or fastpath.needs_per_candle(inst, listened):
                 return after
-            nxt = min(nxt, when)
+            if when < nxt:
+                nxt = when
         elif t < end:
-            bucket = (t // inst.interval) * inst.interval
-            candidate = bucket + inst.interval if inst.state.strategy.last_bucket == bucket else after
-            nxt = min(nxt, start + -(-(candidate - start) // step) * step)  # the frame minute at or after it
+            interval = inst.interval
+            bucket = (t // interval) * interval
+            candidate = bucket + interval if st.strategy.last_bucket == bucket else after
+            if candidate < nxt:
+                at = idle_at.get(candidate)
+                if at is None:  # the frame minute at or after it
+                    at = idle_at[candidate] = start + -(-(candidate - start) // step) * step
+                if at < nxt:
+                    nxt = at
     if total and t < end and events.has_listeners("backtest_progress"):
         pct_at = start + -(-(shown + 1) * total // 100) * step
         nxt = min(nxt, max(pct_at, after))
@@ -158,12 +168,16 @@ async def run_portfolio(
                     for inst in instances:
                         await emit_progress(inst, total, done)
             due = []
+            listened = fastpath.per_candle_listened() if busy else False
             for inst in busy:
-                if inst not in wake or fastpath.needs_per_candle(inst):  # e.g. a listener queued a command
+                when = wake.get(inst)
+                if when is None or fastpath.needs_per_candle(
+                    inst, listened
+                ):  # e.g. a listener queued a command
                     if inst.state.pending is not None:
                         unfolded.setdefault(inst, t - MINUTE_MS)
-                    wake[inst] = await _wake(inst, t)
-                if wake[inst] <= t:
+                    when = wake[inst] = await _wake(inst, t)
+                if when <= t:
                     due.append(inst)
             ended: set[StrategyInstance] = set()  # closed or cancelled at t
             for inst in due:
@@ -178,6 +192,7 @@ async def run_portfolio(
                     ended.add(inst)
             if on_frame:  # then the entries: idle instances, and those whose signal just ended at t
                 idle_pings = events.has_listeners("idle_ping")
+                held = set(busy)
                 for inst in instances:
                     if inst in ended:  # close, then decide, within one instant (10-lifecycle.md §3.1)
                         decided = await inst.decide_after_close(t)
@@ -185,10 +200,10 @@ async def run_portfolio(
                             collected[inst].append(decided)
                             yield decided
                         continue
-                    if inst in busy:
+                    if inst in held:
                         continue
-                    used = inst.state.strategy.last_bucket == (t // inst.interval) * inst.interval
-                    if idle_pings or not used:
+                    interval = inst.interval
+                    if idle_pings or inst.state.strategy.last_bucket != (t // interval) * interval:
                         result = await inst.tick(t)
                         if isinstance(result, REPORTED):
                             collected[inst].append(result)

@@ -63,3 +63,23 @@ class InstanceState:
 
 
 MAX_REJECTED_IDS = 1000
+
+
+def with_last_bucket(state: InstanceState, bucket: int | None) -> InstanceState:
+    """``state`` with ``strategy.last_bucket = bucket``: what every decision does to the state, built
+    field by field (half the cost of two ``attrs.evolve`` calls, on a path taken once per bucket)."""
+    st = state.strategy
+    return InstanceState(
+        pending=state.pending,
+        scheduled=state.scheduled,
+        levels=state.levels,
+        strategy=StrategyState(
+            paused=st.paused,
+            last_bucket=bucket,
+            last_opened_id=st.last_opened_id,
+            deferred=st.deferred,
+            intent=st.intent,
+            rejected_ids=st.rejected_ids,
+            last_tick=st.last_tick,
+        ),
+    )

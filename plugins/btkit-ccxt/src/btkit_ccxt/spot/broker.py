@@ -88,6 +88,9 @@ class CcxtSpotBroker:
         self._balance_read: SharedRead[Any] = SharedRead(
             lambda: self._read("reading balances", self._client.fetch_balance)
         )
+        self._feed: Any = None  # the websocket order feed (spot/ws_fills.py) of _feed_loop, or None
+        self._feed_loop: asyncio.AbstractEventLoop | None = None
+        self.ws_stats: dict[str, int] = {}  # REST reads of websocket waits, by why (ws_fills.wait_order)
 
     # ================================================================ client and helpers
     @property
@@ -123,6 +126,9 @@ class CcxtSpotBroker:
         return self._client
 
     async def close(self) -> None:
+        feed, self._feed = self._feed, None
+        if feed is not None and self._feed_loop is asyncio.get_running_loop():
+            await feed.close()
         if self._client is not None:
             client, self._client = self._client, None
             await client.close()
@@ -320,8 +326,29 @@ class CcxtSpotBroker:
         finally:
             self._touched(symbol)
 
+    async def _start_feed(self) -> None:
+        from btkit_ccxt.spot.ws_fills import open_feed
+
+        loop = asyncio.get_running_loop()
+        if self._feed_loop is not loop:
+            self._feed = await open_feed(await self.client(), self.config, self._describe)
+            self._feed_loop = loop
+
     async def _wait(self, symbol: str, cid: str, order: dict[str, Any], seconds: float) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
+        if self._feed is not None and self._feed_loop is loop and self._feed.up:
+            from btkit_ccxt.spot.ws_fills import wait_order
+
+            return await wait_order(
+                self._feed,
+                lambda: self._lookup(symbol, cid),
+                order,
+                cid,
+                seconds,
+                poll_seconds=self.config.poll_interval_seconds,
+                reconcile_seconds=self.config.websocket_reconcile_seconds,
+                stats=self.ws_stats,
+            )
         deadline = loop.time() + seconds
         while order.get("status") == OPEN and loop.time() < deadline:
             await asyncio.sleep(self.config.poll_interval_seconds)
@@ -389,6 +416,7 @@ class CcxtSpotBroker:
             "" if self.native_stop else " (no native stop orders used)",
         )
         await self.reconcile(self._expected)
+        await self._start_feed()
         self._initialized = True
 
     async def reconcile(self, expected: Mapping[str, str | None]) -> list[str]:
@@ -436,6 +464,8 @@ class CcxtSpotBroker:
             async with self._init_lock:
                 if not self._initialized:
                     await self.wait_for_init()
+        if self._feed_loop is not asyncio.get_running_loop():
+            await self._start_feed()  # a new event loop: a feed of its own
         return client, self._market(client, symbol)
 
     # ================================================================ entries and protection
