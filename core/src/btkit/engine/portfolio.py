@@ -74,7 +74,8 @@ async def _fold_extremes(inst: StrategyInstance, since: int, until: int) -> None
     count = (until - since) // MINUTE_MS
     if row is None or count <= 0:
         return
-    _ts, _vw, lo, hi = await fastpath.candles_from(inst, since, count)
+    # only lows and highs: the candles the wake-up scan already read, without its VWAP window
+    _ts, _o, hi, lo, _c, _v = await inst.market.block(inst.symbol, since, count)
     best, worst = machine.extremes(row, lo, hi)
     inst.state = attrs.evolve(inst.state, pending=attrs.evolve(row, price_best=best, price_worst=worst))
 
