@@ -7,12 +7,23 @@ engine at take-profit at minute 4, after a candle whose spike lifts the engine's
 minutes 0 and 5 are idle. The clock records, per minute, the time from handing the minute out to the last
 symbol finishing its tick (broker calls included): every minute must end well within 60 s.
 
-ccxt's limiter spaces requests by their Binance weight × ``rateLimit`` (ccxt's own unit for Binance is
-50 ms, e.g. a position read weighs 5 → 250 ms); the candle client always uses ccxt's unit, the broker the
-given ``--rate-limit-ms`` (default: ccxt's). The broker's start-up (markets, position mode, start-up
-reconciliation) happens before the first minute and is reported separately.
+The fake enforces Binance's budgets (2400 request weight per minute, 300 orders per 10 s: 429, then 418)
+and every run reports how many requests it refused. Two modes, measured in the same run:
 
-Usage: ``uv run python benchmarks/live_binance_load.py [--symbols 10,50] [--rate-limit-ms N]``
+- ``before``: ccxt's own limiter on every client (it spaces the requests of one client by their weight ×
+  ``rateLimit``, ccxt's unit for Binance being 50 ms: a position read weighs 5 → 250 ms) and one
+  position / conditional-order read per symbol (``rate_limiter = "ccxt"``, ``account_reads =
+  "per_symbol"``);
+- ``after``: btkit's process-wide weight limiter (requests go out at once while the budget allows) and the
+  account-wide reads shared by the symbols of a tick (the defaults).
+
+The broker's start-up (markets, position mode, start-up reconciliation) happens before the first minute
+and is reported separately. "REST calls per entry": the entry minute's requests minus the idle minute 0's
+(the candles), per entering symbol. ``--entering K``: only the first K symbols enter (the others have an
+ordinary minute). The fake's budget windows and btkit's limiter run on live time (each replay minute
+starts 60 s after the previous one, see ``BudgetClock``), not on the compressed replay.
+
+Usage: ``uv run python benchmarks/live_binance_load.py [--symbols 50,200] [--modes before,after]``
 """
 
 from __future__ import annotations
@@ -38,7 +49,7 @@ MINUTE_MS = 60_000
 HISTORY = 10
 OPEN_MINUTE, SPIKE_MINUTE, LAST_MINUTE = 1, 3, 5
 STRATEGY = "load-tp"
-COST = 20.0  # USDT per position (the fake's SYM<i>USDT markets: min notional 5, step 0.1)
+COST = 50.0  # USDT per position (the fake's SYM<i>USDT at 10 + i: min notional 5, step 0.1 — 0.2 at 209)
 TP, SL = 1.02, 0.98  # of the base price
 
 
@@ -65,8 +76,17 @@ def close_of(base: float, index: int) -> float:
     return float(row[4])
 
 
+ENTERING: list[int | None] = [None]  # how many symbols (the first ones) enter at OPEN_MINUTE; None: all
+
+
+def symbol_index(symbol: str) -> int:
+    return int(symbol.removeprefix("SYM").removesuffix("USDT"))
+
+
 def get_signal(symbol: str, when: Any, current_price: float) -> dict[str, Any] | None:
     if int(when.timestamp() * 1000) != T0 + OPEN_MINUTE * MINUTE_MS:
+        return None
+    if ENTERING[0] is not None and symbol_index(symbol) >= ENTERING[0]:
         return None
     base = base_price(symbol)
     return {
@@ -79,9 +99,43 @@ def get_signal(symbol: str, when: Any, current_price: float) -> dict[str, Any] |
     }
 
 
+MODES: dict[str, dict[str, Any]] = {
+    "before": {"rate_limiter": "ccxt", "account_reads": "per_symbol"},
+    "after": {},
+}
+
+
+class BudgetClock:
+    """Seconds as the exchange would see them live: each replay minute starts 60 s after the previous one
+    and runs on the wall clock. The stepped replay hands out the next minute as soon as the last one is
+    done, which would otherwise squeeze several minutes' requests into one of Binance's 60 s windows."""
+
+    def __init__(self) -> None:
+        self._base = 0.0
+        self._real = time.monotonic()
+
+    def __call__(self) -> float:
+        return self._base + (time.monotonic() - self._real)
+
+    def minute(self, index: int) -> None:
+        now = self()
+        self._base, self._real = max(now, index * 60.0), time.monotonic()
+
+
+def use_mode(mode: str) -> dict[str, Any]:
+    """Set the process default limiter for ``mode`` (the candle clients follow it); the broker options."""
+    from btkit_ccxt import pacing
+
+    pacing.reset_pacers()
+    pacing.set_default_limiter("ccxt" if mode == "before" else "binance")
+    return dict(MODES[mode])
+
+
 @attrs.frozen
 class LoadResult:
     symbols: int
+    entering: int
+    mode: str
     rate_limit_ms: int | None
     startup_s: float  # from the first Live.background to the first minute handed out
     minutes: dict[int, float]  # minute index → seconds until every symbol finished it
@@ -93,21 +147,50 @@ class LoadResult:
     max_per_client_id: int
     positions_left: int
     wall_s: float
+    entry_calls: float
+    refused: tuple[int, int]  # 429s, 418s
+    peak_weight: int
+    peak_orders_10s: int
+    breakdown: dict[int, Counter[str]]  # minute → weight per "METHOD path"
 
     def line(self) -> str:
         per = sorted(self.minutes.values())
         p50 = statistics.median(per)
         p99 = per[min(len(per) - 1, round(0.99 * (len(per) - 1)))]
         cells = " ".join(f"m{m}={s:.2f}" for m, s in sorted(self.minutes.items()))
-        unit = f"{self.rate_limit_ms} ms" if self.rate_limit_ms else "ccxt's 50 ms"
         return (
-            f"N={self.symbols:<3} broker rate unit {unit}: per minute p50 {p50:.2f}s p99 {p99:.2f}s "
+            f"N={self.symbols:<3} entering {self.entering:<3} {self.mode:<6}: per minute p50 {p50:.2f}s p99 {p99:.2f}s "
             f"max {max(per):.2f}s [{cells}]; start-up {self.startup_s:.2f}s; opened {self.opened}, closed "
-            f"{dict(self.closed)}; {self.requests} requests, {self.placements} orders; errors {len(self.errors)}"
+            f"{dict(self.closed)}; {self.requests} requests, REST calls per entry {self.entry_calls:.1f}, "
+            f"{self.placements} orders; 429s {self.refused[0]}, 418s {self.refused[1]} (peak weight "
+            f"{self.peak_weight}/min, orders {self.peak_orders_10s}/10s); errors {len(self.errors)}"
         )
 
 
-def run_load(n: int, workdir: Path, *, rate_limit_ms: int | None = None) -> LoadResult:
+def weight_by_minute(requests: list[Any], marks: dict[int, int]) -> dict[int, Counter[str]]:
+    """Binance weight per endpoint in each minute (requests between two minute marks)."""
+    from btkit_ccxt.limits import spot_cost, usdm_cost
+
+    out: dict[int, Counter[str]] = {}
+    bounds = sorted(marks.items())
+    for i, (minute, start) in enumerate(bounds):
+        end = bounds[i + 1][1] if i + 1 < len(bounds) else len(requests)
+        counter: Counter[str] = Counter()
+        for r in requests[start:end]:
+            cost = (usdm_cost if r.path.startswith("/fapi") else spot_cost)(r.method, r.path, r.params)
+            counter[f"{r.method} {r.path}{'' if r.params.get('symbol') else ' (all)'}"] += max(cost.weight, 0)
+        out[minute] = counter
+    return out
+
+
+def run_load(
+    n: int,
+    workdir: Path,
+    *,
+    mode: str = "after",
+    rate_limit_ms: int | None = None,
+    entering: int | None = None,
+) -> LoadResult:
     """One live run of ``n`` symbols (see the module docstring). Changes the working directory and the
     BINANCE_API_* environment for the run and restores both; btkit's process state is left to the caller
     (``btkit.testing.reset_btkit``)."""
@@ -115,10 +198,20 @@ def run_load(n: int, workdir: Path, *, rate_limit_ms: int | None = None) -> Load
     from btkit.engine import live
     from btkit_binance_futures.testing import FakeBinanceFutures
 
+    ENTERING[0] = entering
+
     saved_env = {k: os.environ.get(k) for k in ("BINANCE_API_KEY", "BINANCE_API_SECRET")}
     saved_cwd = Path.cwd()
     started = time.perf_counter()
-    with FakeBinanceFutures(symbols=[], extra_symbols=n, balance="100000") as fake:
+    from btkit_ccxt import pacing
+    from btkit_ccxt.limits import USDM, ServerLimits, usdm_cost
+
+    extra = use_mode(mode)
+    budget_clock = BudgetClock()
+    with FakeBinanceFutures(symbols=[], extra_symbols=n, balance="1000000", enforce_limits=True) as fake:
+        fake.limits = ServerLimits(USDM, usdm_cost, clock=budget_clock)
+        host = fake.url.split("://", 1)[1]
+        pacing.configure("binanceusdm", host, pacing.Pacer(USDM, usdm_cost, clock=budget_clock))
         symbols = list(fake.symbols)
         for s in symbols:
             fake.set_klines(s, "1m", rows(base_price(s)))
@@ -127,7 +220,7 @@ def run_load(n: int, workdir: Path, *, rate_limit_ms: int | None = None) -> Load
             os.chdir(workdir)
             write_btkit_toml(workdir, fake.url)
             live.SETTINGS.broker = "binance-futures"
-            live.SETTINGS.broker_options = broker_options(fake.url, rate_limit_ms=rate_limit_ms)
+            live.SETTINGS.broker_options = broker_options(fake.url, rate_limit_ms=rate_limit_ms, **extra)
             btkit.use_persistence("file", root=str(workdir / "dump"))
             btkit.add_strategy(STRATEGY, get_signal, interval="1m")
             opened: list[str] = []
@@ -143,7 +236,11 @@ def run_load(n: int, workdir: Path, *, rate_limit_ms: int | None = None) -> Load
             btkit.listen_signal_live(on_result)
             btkit.listen_error(lambda event: errors.append(str(event)))
 
+            marks: dict[int, int] = {}
+
             def before_minute(when: int) -> None:  # the fake's mark follows the replay
+                marks[(when - T0) // MINUTE_MS] = len(fake.requests)
+                budget_clock.minute((when - T0) // MINUTE_MS)
                 index = (when - T0) // MINUTE_MS - 1
                 for s in symbols:
                     fake.set_price(f"{close_of(base_price(s), index):.3f}", s)
@@ -161,8 +258,15 @@ def run_load(n: int, workdir: Path, *, rate_limit_ms: int | None = None) -> Load
             errors.extend(f"{h.instance.symbol}: {h.error}" for h in handles if h.error is not None)
             first = min(clock.handed.values())
             placed = Counter(o.client_id for o in fake.orders_log)
+            in_minute = {
+                m: marks.get(m + 1, len(fake.requests)) - start for m, start in marks.items()
+            }  # requests per minute
+            k = entering if entering is not None else n
+            entry_calls = (in_minute.get(OPEN_MINUTE, 0) - in_minute.get(0, 0)) / max(1, k)
             return LoadResult(
+                entering=entering if entering is not None else n,
                 symbols=n,
+                mode=mode,
                 rate_limit_ms=rate_limit_ms,
                 startup_s=first - launched,
                 minutes={(m - T0) // MINUTE_MS: s for m, s in clock.durations().items()},
@@ -174,8 +278,14 @@ def run_load(n: int, workdir: Path, *, rate_limit_ms: int | None = None) -> Load
                 max_per_client_id=max(placed.values(), default=0),
                 positions_left=sum(1 for s in symbols if fake.position(s) != 0),
                 wall_s=time.perf_counter() - started,
+                entry_calls=entry_calls,
+                refused=(fake.limits.refused_429, fake.limits.refused_418),
+                peak_weight=fake.limits.peak_weight,
+                peak_orders_10s=fake.limits.peak_orders_10s,
+                breakdown=weight_by_minute(fake.requests, marks),
             )
         finally:
+            pacing.set_default_limiter("binance")  # the process default again
             os.chdir(saved_cwd)
             for key, value in saved_env.items():
                 if value is None:
@@ -186,19 +296,32 @@ def run_load(n: int, workdir: Path, *, rate_limit_ms: int | None = None) -> Load
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--symbols", default="10,50", help="comma-separated symbol counts (default 10,50)")
-    parser.add_argument("--rate-limit-ms", type=int, help="the broker's ccxt rateLimit (default: ccxt's)")
+    parser.add_argument("--symbols", default="50,200", help="comma-separated symbol counts (default 50,200)")
+    parser.add_argument("--modes", default="before,after", help="before, after or both (default both)")
+    parser.add_argument("--rate-limit-ms", type=int, help="ccxt's rateLimit for the broker in 'before' mode")
+    parser.add_argument("--entering", type=int, help="only the first K symbols enter (default: all)")
+    parser.add_argument("--breakdown", action="store_true", help="print the weight per endpoint and minute")
     args = parser.parse_args()
     from btkit.testing import reset_btkit
 
     for n in (int(x) for x in args.symbols.split(",")):
-        reset_btkit()
-        with tempfile.TemporaryDirectory() as tmp:
-            result = run_load(n, Path(tmp), rate_limit_ms=args.rate_limit_ms)
-        reset_btkit()
-        print(result.line(), flush=True)
-        for line in result.errors[:5]:
-            print(f"  error: {line}")
+        for mode in args.modes.split(","):
+            if mode not in MODES:
+                parser.error(f"unknown mode {mode!r}; use before and/or after")
+            reset_btkit()
+            cpu = time.process_time()
+            with tempfile.TemporaryDirectory() as tmp:
+                result = run_load(
+                    n, Path(tmp), mode=mode, rate_limit_ms=args.rate_limit_ms, entering=args.entering
+                )
+            reset_btkit()
+            print(f"{result.line()}; CPU {time.process_time() - cpu:.1f}s", flush=True)
+            for line in result.errors[:5]:
+                print(f"  error: {line}")
+            if args.breakdown:
+                for minute, counter in sorted(result.breakdown.items()):
+                    top = ", ".join(f"{k} {v}" for k, v in counter.most_common(8))
+                    print(f"  m{minute} weight {sum(counter.values())}: {top}")
     return 0
 
 

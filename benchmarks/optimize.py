@@ -195,15 +195,18 @@ def main() -> None:
     single, serial = res["single"], res["serial"]
     one = single["rss_mb"]
     print(f"one backtest: {single['seconds']:.2f} s, peak RSS {one:.0f} MB (Pss {single['mem']['pss']:.0f} MB)")
-    head = ("side", "trials", "load s", "trials s", "trials/s", "vs serial", "worker peak RSS", "/ one")
-    print("{:<8} {:>6} {:>7} {:>8} {:>9} {:>9} {:>15} {:>6}  same ranking".format(*head))
+    one_pss = single["mem"]["pss"]
+    head = ("side", "trials", "load s", "trials s", "trials/s", "vs serial", "worker peak RSS", "/ one", "Pss / one")
+    print("{:<8} {:>6} {:>7} {:>8} {:>9} {:>9} {:>15} {:>6} {:>9}  same ranking".format(*head))
     for name in sides[1:]:
         r = res[name]
         worker = r.get("worker_peak_rss_mb")
+        pss = r.get("worker_pss_mb")
         print(
             f"{name:<8} {r['trials']:>6} {r['load_s']:>7.2f} {r['trials_s']:>8.2f} {r['trials_per_s']:>9.2f} "
             f"{r['trials_per_s'] / serial['trials_per_s']:>8.2f}x "
             f"{(f'{worker:.0f} MB' if worker else ''):>15} {(f'{worker / one:.2f}' if worker else ''):>6}"
+            f" {(f'{pss / one_pss:.2f}' if pss else ''):>9}"
             f"  {r['ranking'] == serial['ranking']}"
         )
         if r.get("failed"):

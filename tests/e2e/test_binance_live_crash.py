@@ -34,7 +34,7 @@ from e2e_helpers import (
 )
 
 from btkit.broker_payloads import client_order_id
-from btkit_binance_futures.testing import FakeBinanceFutures, fake_env
+from btkit_binance_futures.testing import FakeBinanceFutures, fake_env, protection_in_order
 
 CHILD = Path(__file__).resolve().parent / "live_child.py"
 HANG_GUARD_S = 120  # only against a hang: each process here ends within seconds
@@ -110,7 +110,7 @@ def start_run(fake: FakeBinanceFutures, tmp_path: Path) -> Path:
 
 
 def entry_and_protection(fake: FakeBinanceFutures) -> list[tuple[str, str, str]]:
-    return [(o.type, o.side, o.quantity) for o in fake.orders_log]
+    return [(o.type, o.side, o.quantity) for o in protection_in_order(fake.orders_log)]
 
 
 def assert_restart_closed_at_take_profit(fake: FakeBinanceFutures, child: Child, tmp_path: Path) -> None:
@@ -121,7 +121,7 @@ def assert_restart_closed_at_take_profit(fake: FakeBinanceFutures, child: Child,
     closed = [e for e in child.tagged("event") if e.startswith("closed")]
     assert closed == [f"closed take_profit {minute(SPIKE_MINUTE + 1)}"]
 
-    log = fake.orders_log
+    log = protection_in_order(fake.orders_log)  # SL and TP leave at once, in either order
     assert [(o.kind, o.type, o.side, o.reduce_only) for o in log] == [
         ("order", "LIMIT", "BUY", False),
         ("algo", "STOP_MARKET", "SELL", True),

@@ -12,7 +12,7 @@ import pytest
 from btkit.broker_payloads import ExchangeFill, client_order_id
 from btkit.errors import ConfigError, OrderDeletedError, OrderRejectedError, OrderTransientError
 from btkit_binance_futures import BinanceFuturesBroker
-from btkit_binance_futures.testing import FakeBinanceFutures, broker_for, commit_payload
+from btkit_binance_futures.testing import FakeBinanceFutures, broker_for, commit_payload, protection_in_order
 from btkit_binance_futures.testing import run_scenario as run
 
 ORDER = "/fapi/v1/order"
@@ -40,7 +40,7 @@ def test_open_places_the_entry_then_reduce_only_protection(binance_keys: FakeBin
     broker = broker_for(fake)
     p = commit_payload("open")
     assert confirmed(run(broker, lambda: broker.on_signal_open_commit(p)))
-    entry, sl, tp = fake.orders_log
+    entry, sl, tp = protection_in_order(fake.orders_log)
     assert (entry.kind, entry.client_id, entry.type, entry.side, entry.quantity, entry.price) == (
         "order",
         p.client_order_id,
@@ -174,7 +174,9 @@ def test_quantities_and_prices_are_truncated_to_step_and_tick(binance_keys: Fake
     broker = broker_for(fake)
     p = commit_payload("open", price_open=33333.37, price_stop_loss=32999.99, price_take_profit=34000.06)
     assert confirmed(run(broker, lambda: broker.on_signal_open_commit(p)))
-    entry, sl, tp = fake.orders_log
+    entry, *protection = fake.orders_log
+    by_type = {o.type: o for o in protection}  # SL and TP leave at once, in either order
+    sl, tp = by_type["STOP_MARKET"], by_type["TAKE_PROFIT_MARKET"]
     assert (entry.quantity, entry.price) == ("0.03", "33333.3")  # 1000/33333.3 = 0.030000003 → 0.03
     assert (sl.trigger_price, tp.trigger_price) == ("32999.9", "34000")
 
@@ -379,7 +381,7 @@ def test_short_positions_in_one_way_mode(binance_keys: FakeBinanceFutures) -> No
         await broker.on_signal_close_commit(commit_payload("close", position="short"))
 
     run(broker, scenario)
-    sides = [(o.type, o.side) for o in fake.orders_log]
+    sides = [(o.type, o.side) for o in protection_in_order(fake.orders_log)]
     assert sides == [
         ("LIMIT", "SELL"),
         ("STOP_MARKET", "BUY"),

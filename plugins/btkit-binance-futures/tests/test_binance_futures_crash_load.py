@@ -103,7 +103,8 @@ def test_killed_between_entry_send_and_ack_the_restart_places_nothing_new(
 
     assert restart_and_open_again(fake)
     assert fake.order_count(cid) == 1
-    assert [o.type for o in fake.orders_log] == ["LIMIT", "STOP_MARKET", "TAKE_PROFIT_MARKET"]
+    assert fake.orders_log[0].type == "LIMIT"  # the entry first, then SL and TP at once
+    assert sorted(o.type for o in fake.orders_log) == ["LIMIT", "STOP_MARKET", "TAKE_PROFIT_MARKET"]
     assert all(n == 1 for n in Counter(o.client_id for o in fake.orders_log).values())
     assert fake.position("BTCUSDT") == Decimal("0.02")
 
@@ -119,7 +120,8 @@ def test_killed_between_stop_loss_send_and_ack_the_restart_adds_only_the_take_pr
     kill_child_during(fake, tmp_path, lambda f: any(o.type == "STOP_MARKET" for o in f.orders_log))
 
     assert restart_and_open_again(fake)
-    assert [o.type for o in fake.orders_log] == ["LIMIT", "STOP_MARKET", "TAKE_PROFIT_MARKET"]
+    assert fake.orders_log[0].type == "LIMIT"  # the entry first, then SL and TP at once
+    assert sorted(o.type for o in fake.orders_log) == ["LIMIT", "STOP_MARKET", "TAKE_PROFIT_MARKET"]
     assert all(n == 1 for n in Counter(o.client_id for o in fake.orders_log).values())
     assert sorted(a["orderType"] for a in fake.algo_orders(open_only=True)) == [
         "STOP_MARKET",

@@ -111,7 +111,8 @@ def test_lost_stop_loss_response_places_no_duplicate(binance_keys: FakeBinanceFu
     fake.inject(ALGO, "accept_then_drop", method="POST", when=lambda q: q.get("type") == "STOP_MARKET")
     broker = broker_for(fake)
     assert confirmed(run(broker, lambda: broker.on_signal_open_commit(commit_payload("open"))))
-    assert [o.type for o in fake.orders_log] == ["LIMIT", "STOP_MARKET", "TAKE_PROFIT_MARKET"]
+    assert fake.orders_log[0].type == "LIMIT"  # the entry first, then SL and TP at once
+    assert sorted(o.type for o in fake.orders_log) == ["LIMIT", "STOP_MARKET", "TAKE_PROFIT_MARKET"]
     assert len(fake.requests_to(ALGO, "POST")) == 2
 
 

@@ -35,8 +35,12 @@ SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
 DAYS = 9  # of 1m candles per symbol; frames end >= 1 day before the data does (trade lifetime 1440 min)
 # (symbol, first frame day, last frame day): different symbols and frames per item
 ITEMS = [
-    ("BTCUSDT", 1, 7), ("ETHUSDT", 1, 7), ("SOLUSDT", 1, 7),
-    ("BTCUSDT", 2, 5), ("ETHUSDT", 3, 6), ("SOLUSDT", 1, 4),
+    ("BTCUSDT", 1, 7),
+    ("ETHUSDT", 1, 7),
+    ("SOLUSDT", 1, 7),
+    ("BTCUSDT", 2, 5),
+    ("ETHUSDT", 3, 6),
+    ("SOLUSDT", 1, 4),
 ]
 
 
@@ -187,7 +191,8 @@ def test_a_driver_elsewhere_joins_the_cluster_through_ray_address(
     import ray
 
     script = tmp_path / "driver.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         import json, sys
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         import importlib.util
@@ -205,13 +210,19 @@ def test_a_driver_elsewhere_joins_the_cluster_through_ray_address(
         print(json.dumps({{"started": ex.started_cluster, "address": ex.address, "cpus": ex.cpus(),
                           "trades": [[t.timestamp, t.close_timestamp, t.pnl.pnl_percentage] for t in r["trades"]]}}))
         ex.close()
-    """))
+    """)
+    )
     address = ray.get_runtime_context().gcs_address
     # Ray >= 2.52 local clusters require a token (~/.ray/auth_token); a joining driver must say so
     # and the nodes' own installed environment, not Ray's uv hook (it sees `uv run pytest` up the tree and
     # would rebuild the uv project in each new worker: docs/ray.md)
-    env = {**os.environ, "RAY_ADDRESS": address, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token",
-           "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0"}
+    env = {
+        **os.environ,
+        "RAY_ADDRESS": address,
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "RAY_AUTH_MODE": "token",
+        "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0",
+    }
     proc = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -241,16 +252,22 @@ def test_the_plugin_offers_the_ray_executor_through_btkit_executors(btkit_clean:
 def test_btkit_plugins_lists_the_ray_executor(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BTKIT")}
     btkit_cmd = Path(sys.executable).with_name("btkit")  # the console script of this venv
-    proc = subprocess.run([str(btkit_cmd), "plugins"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [str(btkit_cmd), "plugins"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, proc.stderr
     (row,) = [line.split() for line in proc.stdout.splitlines() if line.startswith("ray ")]
     assert row[1:4] == ["btkit-ray", btkit.__version__, "loaded"] and "[executors]" in row[4:], row
     for line in proc.stdout.splitlines():  # a per-kind line, once the core lists executors by name
         if line.startswith(("executor:", "executors:")):
             assert "ray" in {n.strip() for n in line.split(":", 1)[1].split(",")}, line
-    lazy = subprocess.run([sys.executable, "-c", "import btkit_ray.plugin, sys; print('ray' in sys.modules)"],
-                          env=env, capture_output=True, text=True, timeout=60)
+    lazy = subprocess.run(
+        [sys.executable, "-c", "import btkit_ray.plugin, sys; print('ray' in sys.modules)"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert lazy.stdout.strip() == "False", lazy.stderr
 
 
@@ -325,3 +342,29 @@ def test_a_ray_worker_reads_the_candles_zero_copy_from_the_object_store(
     assert {iv for iv, *_ in got["checks"]} == {"1m", "15m"}
     for interval, shares, writable_or_owned, copied in got["checks"]:
         assert shares and not writable_or_owned and not copied, interval
+
+
+def loop_kinds(shared: Mapping[str, Any], item: object) -> str:
+    import asyncio
+
+    loop = asyncio.new_event_loop()
+    try:
+        return type(loop).__module__
+    finally:
+        loop.close()
+
+
+def test_a_task_runs_on_the_standard_event_loop_and_ray_keeps_its_own(cluster: RayExecutor) -> None:
+    """Ray workers install uvloop's policy, which made every backtest's many short loop calls slower; a
+    task runs under the standard policy, and plain Ray tasks in the same workers still get Ray's."""
+    import ray
+
+    inside = {kind for _, kind in cluster.map(loop_kinds, range(4))}
+    assert inside == {"asyncio.unix_events"}
+
+    @ray.remote
+    def plain() -> str:
+        return loop_kinds({}, None)
+
+    outside = set(ray.get([plain.remote() for _ in range(4)]))
+    assert outside and "asyncio.unix_events" not in outside  # Ray's own policy (uvloop) is back

@@ -30,6 +30,7 @@ from btkit.errors import ConfigError, OrderDeletedError, OrderRejectedError, Ord
 from btkit_binance_futures.config import KEY_ENV, SECRET_ENV, BinanceFuturesConfig
 from btkit_binance_futures.errors import Outcome, classify
 from btkit_binance_futures.ids import derive_id, is_ours
+from btkit_binance_futures.shared import AccountReads
 from btkit_ccxt.fills import exit_fill, order_fill
 
 T = TypeVar("T")
@@ -128,6 +129,10 @@ class BinanceFuturesBroker:
         self._locks: dict[str, asyncio.Lock] = {}
         self._init_lock: asyncio.Lock | None = None
         self._seen: dict[str, dict[str, Any]] = {}  # the last state read of each entry/exit order, by id
+        self._fresh: set[str] = (
+            set()
+        )  # entry rounds this process placed itself (nothing can protect them yet)
+        self._shared: AccountReads | None = None
 
     # ================================================================ client and helpers
     async def client(self) -> Any:
@@ -143,8 +148,12 @@ class BinanceFuturesBroker:
                 timeout_ms=self.config.request_timeout_ms,
                 options={"fetchOpenOrders": {"warnWithoutSymbol": False}, "defaultType": "swap"},
                 config={"rateLimit": self.config.rate_limit_ms} if self.config.rate_limit_ms else None,
+                rate_limiter=self.config.rate_limiter,
             )
             self._client_loop = loop
+            self._shared = (
+                AccountReads(self._client, self._read) if self.config.account_reads == "shared" else None
+            )
         if not self._client.markets:
             await self._read("loading Binance USD-M markets", self._client.load_markets)
         return self._client
@@ -286,8 +295,13 @@ class BinanceFuturesBroker:
         return qty
 
     # ================================================================ lookups
+    def _touch(self, symbol: str) -> None:
+        if self._shared is not None:
+            self._shared.touched(symbol)
+
     async def _lookup_order(self, symbol: str, cid: str) -> dict[str, Any] | None:
         client = await self.client()
+        self._touch(symbol)
         try:
             return await self._read(
                 f"looking up order {cid} on {symbol}",
@@ -304,6 +318,7 @@ class BinanceFuturesBroker:
 
     async def _lookup_algo(self, symbol: str, cid: str) -> dict[str, Any] | None:
         client = await self.client()
+        self._touch(symbol)
         try:
             return await self._read(
                 f"looking up conditional order {cid} on {symbol}",
@@ -318,10 +333,13 @@ class BinanceFuturesBroker:
 
     async def _positions(self, symbol: str | None = None) -> list[ExchangePosition]:
         client = await self.client()
-        rows = await self._read(
-            f"reading positions{' of ' + symbol if symbol else ''}",
-            lambda: client.fetch_positions([symbol] if symbol else None),
-        )
+        if symbol is not None and self._shared is not None:
+            rows = [r for r in await self._shared.positions.get(symbol) if r.get("symbol") == symbol]
+        else:
+            rows = await self._read(
+                f"reading positions{' of ' + symbol if symbol else ''}",
+                lambda: client.fetch_positions([symbol] if symbol else None),
+            )
         out = []
         for row in rows:
             info = _info(row)
@@ -351,10 +369,13 @@ class BinanceFuturesBroker:
 
     async def _our_algos(self, symbol: str, position: str) -> list[dict[str, Any]]:
         client = await self.client()
-        rows = await self._read(
-            f"reading conditional orders of {symbol}",
-            lambda: client.fetch_open_orders(symbol, None, None, {"trigger": True}),
-        )
+        if self._shared is not None and self._shared.share_algos(len(self._locks)):
+            rows = [r for r in await self._shared.algos.get(symbol) if r.get("symbol") == symbol]
+        else:
+            rows = await self._read(
+                f"reading conditional orders of {symbol}",
+                lambda: client.fetch_open_orders(symbol, None, None, {"trigger": True}),
+            )
         ps, side = self._ps(position), self._exit_side(position).upper()
         return [
             r
@@ -426,14 +447,17 @@ class BinanceFuturesBroker:
     ) -> dict[str, Any]:
         client = await self.client()
         body = {**params, "newClientOrderId": cid}
-        return await self._submit(
-            f"{what} {cid} ({symbol} {side} {qty})",
-            lambda: client.create_order(
-                symbol, otype, side, float(qty), float(price) if price else None, body
-            ),
-            lambda: self._lookup_order(symbol, cid),
-            known_absent=known_absent,
-        )
+        try:
+            return await self._submit(
+                f"{what} {cid} ({symbol} {side} {qty})",
+                lambda: client.create_order(
+                    symbol, otype, side, float(qty), float(price) if price else None, body
+                ),
+                lambda: self._lookup_order(symbol, cid),
+                known_absent=known_absent,
+            )
+        finally:
+            self._touch(symbol)
 
     async def _wait_done(
         self, symbol: str, cid: str, order: dict[str, Any], seconds: float = 5.0
@@ -449,9 +473,10 @@ class BinanceFuturesBroker:
         return order
 
     async def _reduce(
-        self, symbol: str, position: str, qty: Decimal, cid: str, what: str
+        self, symbol: str, position: str, qty: Decimal, cid: str, what: str, *, known_absent: bool = False
     ) -> dict[str, Any] | None:
-        """A reduce-only market order; None when there was nothing left to reduce."""
+        """A reduce-only market order; None when there was nothing left to reduce. ``known_absent``: the
+        caller has just looked ``cid`` up and not found it."""
         try:
             order = await self._send_order(
                 symbol,
@@ -462,6 +487,7 @@ class BinanceFuturesBroker:
                 qty,
                 None,
                 self._reduce_params(position),
+                known_absent=known_absent,
             )
         except OrderRejectedError as exc:
             if "-2022" in str(exc):  # ReduceOnly Order is rejected: the position is already gone
@@ -479,9 +505,12 @@ class BinanceFuturesBroker:
         trigger: Decimal,
         base_id: str,
         exact_id: str | None = None,
+        *,
+        known_absent: bool = False,
     ) -> dict[str, Any]:
         """A reduce-only conditional order; deterministic id from (base, type, qty, trigger), or
-        ``exact_id`` (a command's own client order id) while that id is not spent."""
+        ``exact_id`` (a command's own client order id) while that id is not spent. ``known_absent``: the
+        first id cannot exist yet (the entry it protects was placed by this very call), no look-up."""
         client = await self.client()
         tag = "sl" if otype == STOP else "tp"
         for k in range(MAX_ROUNDS):
@@ -489,7 +518,7 @@ class BinanceFuturesBroker:
                 cid = exact_id if k == 0 else derive_id(exact_id, tag, k)
             else:
                 cid = derive_id(base_id, tag, qty, trigger, k)
-            found = await self._lookup_algo(symbol, cid)
+            found = None if known_absent and k == 0 else await self._lookup_algo(symbol, cid)
             if found is not None:
                 info = _info(found)
                 same = _dec(info.get("triggerPrice")) == trigger and _dec(info.get("quantity")) == qty
@@ -502,18 +531,22 @@ class BinanceFuturesBroker:
                 "clientAlgoId": cid,
                 "workingType": self.config.working_type,
             }
-            return await self._submit(
-                f"{'stop-loss' if tag == 'sl' else 'take-profit'} {cid} ({symbol} {qty} @ {trigger})",
-                lambda params=params: client.create_order(  # type: ignore[misc]
-                    symbol, otype, self._exit_side(position), float(qty), None, params
-                ),
-                lambda cid=cid: self._lookup_algo(symbol, cid),  # type: ignore[misc]
-                known_absent=True,
-            )
+            try:
+                return await self._submit(
+                    f"{'stop-loss' if tag == 'sl' else 'take-profit'} {cid} ({symbol} {qty} @ {trigger})",
+                    lambda params=params: client.create_order(  # type: ignore[misc]
+                        symbol, otype, self._exit_side(position), float(qty), None, params
+                    ),
+                    lambda cid=cid: self._lookup_algo(symbol, cid),  # type: ignore[misc]
+                    known_absent=True,
+                )
+            finally:
+                self._touch(symbol)
         raise OrderRejectedError(f"{symbol}: too many spent ids for the {tag} order of {base_id}")
 
     async def _cancel_algo(self, symbol: str, cid: str) -> None:
         client = await self.client()
+        self._touch(symbol)
         try:
             await self._read(
                 f"cancelling conditional order {cid}",
@@ -671,6 +704,7 @@ class BinanceFuturesBroker:
 
     async def _cancel_regular(self, symbol: str, cid: str) -> None:
         client = await self.client()
+        self._touch(symbol)
         try:
             await self._read(
                 f"cancelling order {cid}",
@@ -752,6 +786,7 @@ class BinanceFuturesBroker:
                     self._entry_params(position),
                     known_absent=True,
                 )
+                self._fresh.add(eid)
                 return await self._await_fill(symbol, position, eid, derive_id(eid, "x"), order)
             assert order is not None
             if state == "working":
@@ -822,13 +857,31 @@ class BinanceFuturesBroker:
         base_id: str,
         exit_id: str,
     ) -> None:
-        """Place reduce-only SL/TP for ``qty``; on failure close the position at market and raise."""
+        """Place reduce-only SL/TP for ``qty`` (both at once: Binance's batchOrders does not take
+        conditional orders since they moved to the algo service); on failure close the position at market
+        and raise."""
         placed: list[str] = []
+        fresh = base_id in self._fresh  # this call placed the entry: its SL/TP ids cannot exist yet
+        self._fresh.discard(base_id)
+        wanted = [(otype, t) for otype, t in ((STOP, stop), (TAKE, take)) if t is not None and t > 0]
+        results = await asyncio.gather(
+            *(
+                self._place_algo(symbol, position, otype, qty, trigger, base_id, known_absent=fresh)
+                for otype, trigger in wanted
+            ),
+            return_exceptions=True,
+        )
+        failures = [r for r in results if isinstance(r, BaseException)]
+        for r in results:
+            if not isinstance(r, BaseException):
+                placed.append(str(_info(r).get("clientAlgoId") or r.get("clientOrderId")))
+        for r in failures:
+            if not isinstance(r, (OrderRejectedError, OrderTransientError)):
+                raise r
         try:
-            for otype, trigger in ((STOP, stop), (TAKE, take)):
-                if trigger is not None and trigger > 0:
-                    order = await self._place_algo(symbol, position, otype, qty, trigger, base_id)
-                    placed.append(str(_info(order).get("clientAlgoId") or order.get("clientOrderId")))
+            if failures:
+                rejected = [r for r in failures if isinstance(r, OrderRejectedError)]
+                raise (rejected or failures)[0]
         except (OrderRejectedError, OrderTransientError) as exc:
             log.error("%s: protecting the entry failed (%s); closing the position", symbol, exc)
             try:
@@ -870,7 +923,9 @@ class BinanceFuturesBroker:
                 return True
             resting = client_order_id(p.signal_id, "schedule")
             eid, filled = await self._enter(symbol, p.position, qty, price, p.client_order_id, adopt=resting)
-            if await self._position_qty(symbol, p.position) == 0:
+            # an entry this call placed and saw filled moments ago cannot have lost its position since
+            # (short of a liquidation); one found from before (a retry, a restart) is checked
+            if eid not in self._fresh and await self._position_qty(symbol, p.position) == 0:
                 log.warning("%s: entry %s filled but the position is already gone", symbol, eid)
                 return True  # the open happened; on_active_check reports the position as gone
             await self._protect(
@@ -978,8 +1033,10 @@ class BinanceFuturesBroker:
             qty = await self._position_qty(symbol, position)
             if qty == 0:
                 break
-            done = await self._reduce(symbol, position, qty, cid, "close")
+            done = await self._reduce(symbol, position, qty, cid, "close", known_absent=True)
             last = done if done is not None and _filled(done) > 0 else last
+            if done is not None and _filled(done) >= qty:
+                break  # the whole position went with this order (reduce-only, under the symbol's lock)
         else:
             raise OrderTransientError(f"{symbol}: the position is still open after {MAX_ROUNDS} close orders")
         await self._cancel_protection(symbol, position)
@@ -1129,6 +1186,7 @@ class BinanceFuturesBroker:
                 raise OrderRejectedError(f"{symbol}: current_price {p.current_price!r} is not a usable price")
             qty = self._quantity(market, p.cost, multiplier, price)
             eid, _filled_qty = await self._enter(symbol, position, qty, price, p.client_order_id)
+            self._fresh.discard(eid)
             total = await self._position_qty(symbol, position)
             await self._reprotect(symbol, position, total, None, None, eid)
         return True

@@ -89,6 +89,8 @@ class BinanceFuturesConfig:
     poll_interval_seconds: float = attrs.field(default=0.5, validator=_positive)
     request_timeout_ms: int = attrs.field(default=10_000, validator=_count)
     rate_limit_ms: int | None = attrs.field(default=None, validator=attrs.validators.optional(_count))
+    rate_limiter: str = attrs.field(default="binance", validator=_choice("binance", "ccxt"))
+    account_reads: str = attrs.field(default="shared", validator=_choice("shared", "per_symbol"))
     submit_attempts: int = attrs.field(default=3, validator=_count)
     read_attempts: int = attrs.field(default=4, validator=_count)
     retry_delay_seconds: float = attrs.field(default=0.25, validator=_non_negative)
@@ -126,6 +128,8 @@ def _coerce(name: str, default: Any, value: Any) -> Any:
         "margin_mode",
         "entry_order_type",
         "working_type",
+        "rate_limiter",
+        "account_reads",
         "symbols",
         "foreign_symbols",
     ):

@@ -39,6 +39,7 @@ from urllib.parse import parse_qsl, urlsplit
 import attrs
 
 from btkit.components import INTERVAL_MS as BTKIT_INTERVAL_MS
+from btkit_ccxt.limits import rate_limits_json
 
 T = TypeVar("T")
 
@@ -385,9 +386,14 @@ class FakeBinanceFutures:
         kline_start_ms: int = KLINE_START_MS,
         kline_end_ms: int | None = None,
         duplicate_scope: str = "open",
+        enforce_limits: bool = False,
+        ban_seconds: float = 120.0,
+        limits_time_scale: float = 1.0,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
+        from btkit_ccxt.limits import USDM, ServerLimits, usdm_cost
+
         if duplicate_scope not in ("open", "all"):
             raise ValueError("duplicate_scope must be 'open' (like Binance) or 'all'")
         specs = list(symbols) if symbols is not None else default_symbols()
@@ -434,6 +440,15 @@ class FakeBinanceFutures:
         self._placed: list[PlacedOrder] = []
         self._trades: list[dict[str, Any]] = []  # every execution, as /fapi/v1/userTrades rows
         self._trade_ids = itertools.count(9_000_001)
+        #: Binance's budgets (2400 weight/min, 300 orders/10 s, 1200 orders/min): always counted and sent as
+        #: X-MBX-* headers; with ``enforce_limits`` over-budget requests get 429 and then 418 like Binance
+        self.limits = ServerLimits(
+            USDM,
+            usdm_cost,
+            enforce=enforce_limits,
+            ban_seconds=ban_seconds,
+            clock=lambda: time.monotonic() * limits_time_scale,
+        )
         self._routes: dict[tuple[str, str], Callable[[dict[str, str], dict[str, Any]], Any]] = {
             ("GET", "/fapi/v1/ping"): lambda p, c: {},
             ("GET", "/fapi/v1/time"): lambda p, c: {"serverTime": self._now()},
@@ -698,6 +713,7 @@ class FakeBinanceFutures:
         kind = fault.kind if fault else None
         status: int | None = None
         record = RequestRecord(method, path, dict(params), kind, None, time.time())
+        limit_headers: dict[str, str] = {}
         with self._lock:  # logged on arrival (a stalled request is visible while it hangs)
             index = len(self._requests)
             self._requests.append(record)
@@ -733,6 +749,10 @@ class FakeBinanceFutures:
             route = self._routes.get((method, path))
             if route is None:
                 raise ApiError(-1000, f"fake: no endpoint {method} {path}", 404)
+            verdict = self.limits.admit(method, path, params)
+            limit_headers = verdict.headers
+            if verdict.status != 200:
+                raise ApiError(verdict.code, verdict.msg, verdict.status)
             if path in PRIVATE_PATHS:
                 self._check_auth(handler, query, body)
             ctx: dict[str, Any] = {}
@@ -756,11 +776,11 @@ class FakeBinanceFutures:
                 _drop(handler)
                 return
             status = 200
-            _send(handler, 200, json.dumps(result).encode(), "application/json")
+            _send(handler, 200, json.dumps(result).encode(), "application/json", limit_headers)
         except ApiError as exc:
             status = exc.status
             payload = json.dumps({"code": exc.code, "msg": exc.msg}).encode()
-            _send(handler, exc.status, payload, "application/json")
+            _send(handler, exc.status, payload, "application/json", limit_headers)
         finally:
             with self._lock:
                 self._requests[index] = attrs.evolve(record, status=status)
@@ -846,10 +866,7 @@ class FakeBinanceFutures:
             "timezone": "UTC",
             "serverTime": self._now(),
             "futuresType": "U_MARGINED",
-            "rateLimits": [
-                {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 2400},
-                {"rateLimitType": "ORDERS", "interval": "MINUTE", "intervalNum": 1, "limit": 1200},
-            ],
+            "rateLimits": rate_limits_json(self.limits.budget),
             "exchangeFilters": [],
             "assets": [{"asset": "USDT", "marginAvailable": True, "autoAssetExchange": "-10000"}],
             "symbols": symbols,
@@ -1533,6 +1550,19 @@ if pytest is not None:
         monkeypatch.setenv("BINANCE_API_KEY", fake_binance.api_key)
         monkeypatch.setenv("BINANCE_API_SECRET", fake_binance.api_secret)
         return fake_binance
+
+
+def protection_in_order(log: Iterable[PlacedOrder]) -> list[PlacedOrder]:
+    """``orders_log`` with every run of adjacent conditional orders put stop-loss first: the broker sends
+    a position's SL and TP at once, so the fake may receive them in either order."""
+    out: list[PlacedOrder] = []
+    for order in log:
+        out.append(order)
+        i = len(out) - 1
+        while i > 0 and order.kind == "algo" and out[i - 1].kind == "algo" and out[i - 1].type > order.type:
+            out[i - 1], out[i] = out[i], out[i - 1]
+            i -= 1
+    return out
 
 
 def fake_env(fake: FakeBinanceFutures) -> dict[str, str]:

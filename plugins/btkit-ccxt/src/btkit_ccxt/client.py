@@ -1,7 +1,9 @@
 """Building configured async ccxt clients (shared by btkit-ccxt and btkit-binance-futures).
 
 Rules kept here, in one place:
-- rate limiting stays on (``enableRateLimit=True`` cannot be overridden);
+- rate limiting stays on (``enableRateLimit=True`` cannot be overridden); for Binance (``binance``,
+  ``binanceusdm``) it is btkit's process-wide weight limiter (:mod:`btkit_ccxt.pacing`) unless
+  ``rate_limiter="ccxt"`` asks for ccxt's own per-client spacing;
 - API keys come only from the environment (:func:`credentials_from_env`), never from options or files;
 - ``api_base_url`` replaces ``exchange.urls["api"]`` *as a whole* (never ``set_sandbox_mode``, never URLs
   through the constructor, which merges instead of replacing);
@@ -91,6 +93,7 @@ def make_client(
     timeout_ms: int | None = None,
     config: Mapping[str, Any] | None = None,
     strict_json: bool = True,
+    rate_limiter: str | None = None,
 ) -> Any:
     """Create an async ccxt client for ``exchange_id`` configured the btkit way (see module docs).
 
@@ -98,8 +101,14 @@ def make_client(
     URLs or keys). With ``strict_json`` a successful (2xx) answer whose body is not JSON raises ccxt
     ``BadResponse`` instead of being parsed as an empty result (ccxt would turn an HTML page from a proxy
     into ``[]``, which reads as "no candles"). The client's HTTP session binds to the first event loop
-    that uses it: use one client per loop.
+    that uses it: use one client per loop. ``rate_limiter``: ``"binance"`` (btkit's weight limiter where
+    btkit knows the venue's weights) or ``"ccxt"``; None: :func:`btkit_ccxt.pacing.default_limiter`.
     """
+    from btkit_ccxt import pacing
+
+    limiter = rate_limiter or pacing.default_limiter()
+    if limiter not in pacing.LIMITERS:
+        raise ConfigError(f"rate_limiter must be one of {', '.join(pacing.LIMITERS)}, got {limiter!r}")
     cls = getattr(ccxt_async, exchange_id, None)
     if exchange_id not in ccxt_async.exchanges or cls is None:
         raise ConfigError(f"unknown ccxt exchange id {exchange_id!r}; see ccxt.exchanges for the valid ids")
@@ -140,6 +149,8 @@ def make_client(
         table = ERROR_TABLES_BY_URL.get(exchange_id)
         if table is not None:
             client.exceptions = _merge_error_table(client.exceptions, table)
+    if limiter == "binance":
+        pacing.install(client, exchange_id)
     return client
 
 

@@ -27,7 +27,9 @@ log = logging.getLogger("btkit.ccxt")
 
 CandleRow = tuple[int, float, float, float, float, float]
 MAX_PER_REQUEST = 1000
-SETTINGS_KEYS = frozenset({"api_base_url", "timeout_ms", "options", "retries", "retry_delay_seconds"})
+SETTINGS_KEYS = frozenset(
+    {"api_base_url", "timeout_ms", "options", "retries", "retry_delay_seconds", "websocket", "ws_base_url"}
+)
 
 
 def to_ms(when: datetime | int | float) -> int:
@@ -79,6 +81,11 @@ def validate_rows(rows: Any, *, where: str, after_ms: int | None = None) -> list
     return out
 
 
+class ExchangeSettingsError(ConfigError, CandleDataError):
+    """A bad value in ``[exchange."ccxt:<id>"]``: a usage error (exit 2) that the engine's candle fetching
+    does not retry."""
+
+
 class CcxtExchange:
     """Candles and formatting for one ccxt exchange id, usable as ``ExchangeSpec`` callables."""
 
@@ -95,6 +102,8 @@ class CcxtExchange:
         max_per_request: int = MAX_PER_REQUEST,
         credentials_env: tuple[str, str] | None = None,
         read_settings: bool = False,
+        websocket: bool | str | None = None,
+        ws_base_url: str | Mapping[str, str] | None = None,
     ) -> None:
         if exchange_id not in exchange_ids():
             raise ConfigError(f"unknown ccxt exchange id {exchange_id!r}; see ccxt.exchanges for valid ids")
@@ -106,7 +115,13 @@ class CcxtExchange:
         self.name = name or f"ccxt:{exchange_id}"
         self._explicit: dict[str, Any] = {
             k: v
-            for k, v in {"api_base_url": api_base_url, "options": options, "timeout_ms": timeout_ms}.items()
+            for k, v in {
+                "api_base_url": api_base_url,
+                "options": options,
+                "timeout_ms": timeout_ms,
+                "websocket": websocket,
+                "ws_base_url": ws_base_url,
+            }.items()
             if v is not None
         }
         self._config = dict(config or {})
@@ -120,6 +135,9 @@ class CcxtExchange:
         self._markets: dict[str, Any] | None = None
         self._formatter: Any = None
         self._secrets: tuple[str, ...] = ()
+        self._live: Any = None  # LiveCandles (candles_ws.py) on the home loop, when websockets are used
+        self._ws_wanted: bool | None = None
+        check_ws_settings(self.name, self._explicit)
 
     # ------------------------------------------------------------ configuration
     def settings(self) -> dict[str, Any]:
@@ -131,6 +149,10 @@ class CcxtExchange:
                 if isinstance(table, Mapping):
                     merged.update({k: v for k, v in table.items() if k in SETTINGS_KEYS})
             merged.update(self._explicit)
+            try:
+                check_ws_settings(self.name, merged)
+            except ConfigError as exc:  # through the engine's candle retries to the CLI's exit 2
+                raise ExchangeSettingsError(str(exc)) from None
             self._resolved = merged
         return self._resolved
 
@@ -249,6 +271,8 @@ class CcxtExchange:
             return []
         client, temporary = await self._call_client()
         try:
+            if not temporary and self._use_ws():
+                return await self._live_candles(client, symbol, interval, since, limit)
             return await self._candles(client, symbol, interval, since, limit)
         finally:
             if temporary:
@@ -282,6 +306,64 @@ class CcxtExchange:
             if len(raw) < want and (trusted is None or want <= trusted):
                 break  # a short page: the exchange has nothing newer
         return out[:limit]
+
+    # ------------------------------------------------------------ websocket candles (candles_ws.py)
+    def _use_ws(self) -> bool:
+        """``websocket`` of the settings: on (auto) where ccxt.pro has ``watchOHLCV`` and the REST URL is
+        the exchange's own or ``ws_base_url`` is set."""
+        if self._ws_wanted is None:
+            from btkit_ccxt.ws import parse_switch, pro_has
+
+            s = self.settings()
+            switch = parse_switch(s.get("websocket"), f"[exchange.{self.name!r}] websocket")
+            why = None
+            if switch is False:
+                why = "websocket = false"
+            elif not pro_has(self.exchange_id, "watchOHLCV"):
+                why = "ccxt.pro has no watchOHLCV for it"
+            elif s.get("api_base_url") and not s.get("ws_base_url"):
+                why = "api_base_url is set without ws_base_url"
+            if why is not None and switch:
+                log.warning(
+                    "%s: websocket candles are not possible (%s); candles come by REST", self.name, why
+                )
+            self._ws_wanted = why is None
+        return self._ws_wanted
+
+    async def _live_candles(
+        self, client: Any, symbol: str, interval: str, since: datetime | int, limit: int
+    ) -> list[CandleRow]:
+        """Closed candles the socket has, then REST from the first one it lacks (nothing is missed)."""
+        import time
+
+        from btkit_ccxt.candles_ws import LiveCandles
+        from btkit_ccxt.retry import describe_error
+        from btkit_ccxt.ws import make_pro_client
+
+        unified = self.resolve_symbol(client, symbol)
+        if client.timeframes and interval not in client.timeframes:
+            return await self._candles(client, unified, interval, since, limit)
+        step = int(client.parse_timeframe(interval) * 1000)
+        start = to_ms(since)
+        forming = int(time.time() * 1000) // step * step
+        if start + limit * step < forming - step:  # history: REST only, nothing to watch
+            return await self._candles(client, unified, interval, start, limit)
+        if self._live is None:
+            self._live = LiveCandles(
+                make_pro_client(client, self.settings().get("ws_base_url")),
+                self.name,
+                lambda exc: describe_error(exc, self._secrets),
+            )
+        self._live.watch(unified, interval)
+        rows = await self._live.run(unified, interval, start, limit, step, forming)
+        if rows:
+            rows = validate_rows(
+                [list(r) for r in rows], where=f"{self.name} {unified} {interval} (websocket)"
+            )
+        if len(rows) >= limit or (rows and rows[-1][0] + step >= forming):
+            return rows
+        cursor = rows[-1][0] + step if rows else start
+        return rows + await self._candles(client, unified, interval, cursor, limit - len(rows))
 
     async def _fetch_page(
         self, client: Any, symbol: str, interval: str, since: int, limit: int, where: str
@@ -362,13 +444,15 @@ class CcxtExchange:
     async def close(self) -> None:
         """Close the long-lived client (on its own loop, wherever this is awaited from)."""
         client, loop = self._home, self._home_loop
+        live, self._live = self._live, None
         self._home = self._home_loop = None
         if client is None or loop is None or loop.is_closed():
             return
-        if loop is asyncio.get_running_loop():
-            await client.close()
-        elif loop.is_running():
-            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(client.close(), loop))
+        for closing in ([live.close] if live is not None else []) + [client.close]:
+            if loop is asyncio.get_running_loop():
+                await closing()
+            elif loop.is_running():
+                await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(closing(), loop))
 
     def mask(self, text: str) -> str:
         from btkit_ccxt.secrets import mask_secrets
@@ -410,6 +494,14 @@ def make_ccxt_exchange(
         retry=retry,
         read_settings=read_settings,
     ).spec(dist=dist)
+
+
+def check_ws_settings(name: str, settings: Mapping[str, Any]) -> None:
+    """``websocket`` and ``ws_base_url`` of an exchange's settings, or one-line ``ConfigError``."""
+    from btkit_ccxt.ws import check_ws_url, parse_switch
+
+    parse_switch(settings.get("websocket"), f"[exchange.{name!r}] websocket")
+    check_ws_url(settings.get("ws_base_url"), f"[exchange.{name!r}] ws_base_url")
 
 
 def all_exchange_ids() -> Sequence[str]:

@@ -35,6 +35,7 @@ from urllib.parse import parse_qsl, urlsplit
 import attrs
 
 from btkit.components import INTERVAL_MS
+from btkit_ccxt.limits import rate_limits_json
 
 API_KEY = "fake-spot-api-key-0123456789"
 API_SECRET = "fake-spot-api-secret-9876543210"
@@ -216,11 +217,19 @@ def _drop(handler: BaseHTTPRequestHandler) -> None:
         handler.connection.shutdown(socket.SHUT_RDWR)
 
 
-def _send(handler: BaseHTTPRequestHandler, status: int, body: bytes, ctype: str) -> None:
+def _send(
+    handler: BaseHTTPRequestHandler,
+    status: int,
+    body: bytes,
+    ctype: str,
+    headers: Mapping[str, str] | None = None,
+) -> None:
     try:
         handler.send_response(status)
         handler.send_header("Content-Type", ctype)
         handler.send_header("Content-Length", str(len(body)))
+        for key, value in (headers or {}).items():
+            handler.send_header(key, value)
         handler.end_headers()
         handler.wfile.write(body)
         handler.wfile.flush()
@@ -240,9 +249,14 @@ class FakeSpotExchange:
         fee_rate: float | str = "0.001",
         api_key: str = API_KEY,
         api_secret: str = API_SECRET,
+        enforce_limits: bool = False,
+        ban_seconds: float = 120.0,
+        limits_time_scale: float = 1.0,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
+        from btkit_ccxt.limits import SPOT, ServerLimits, spot_cost
+
         specs = list(symbols) if symbols is not None else default_symbols()
         for i in range(extra_symbols):  # SYM<i>USDT at 10 + i, lot step 0.1, min notional 5
             specs.append(SpotSymbol(f"SYM{i}USDT", f"SYM{i}", 10 + i, "0.001", "0.1", "0.1", "5"))
@@ -267,6 +281,15 @@ class FakeSpotExchange:
         self._faults: list[Fault] = []
         self._requests: list[RequestRecord] = []
         self._placed: list[str] = []
+        #: Binance spot's budgets (6000 weight/min, 50 orders/10 s): always counted and sent as X-MBX-*
+        #: headers; with ``enforce_limits`` over-budget requests get 429 and then 418 like Binance
+        self.limits = ServerLimits(
+            SPOT,
+            spot_cost,
+            enforce=enforce_limits,
+            ban_seconds=ban_seconds,
+            clock=lambda: time.monotonic() * limits_time_scale,
+        )
         self._routes: dict[tuple[str, str], Callable[[dict[str, str], dict[str, Any]], Any]] = {
             ("GET", "/api/v3/ping"): lambda p, c: {},
             ("GET", "/api/v3/time"): lambda p, c: {"serverTime": self._now()},
@@ -455,6 +478,7 @@ class FakeSpotExchange:
         opts = fault.options if fault else {}
         status: int | None = None
         record = RequestRecord(method, path, dict(params), kind, None, time.time())
+        limit_headers: dict[str, str] = {}
         with self._lock:
             index = len(self._requests)
             self._requests.append(record)
@@ -480,6 +504,10 @@ class FakeSpotExchange:
             route = self._routes.get((method, path))
             if route is None:
                 raise ApiError(-1000, f"fake: no endpoint {method} {path}", 404)
+            verdict = self.limits.admit(method, path, params)
+            limit_headers = verdict.headers
+            if verdict.status != 200:
+                raise ApiError(verdict.code, verdict.msg, verdict.status)
             if path in PRIVATE_PATHS:
                 self._check_auth(handler, query, body)
             ctx: dict[str, Any] = {}
@@ -493,7 +521,7 @@ class FakeSpotExchange:
             if kind == "accept_then_stall":
                 self._stop.wait(float(opts.get("seconds", 30)))
                 return _drop(handler)
-            _send(handler, 200, json.dumps(result).encode(), "application/json")
+            _send(handler, 200, json.dumps(result).encode(), "application/json", limit_headers)
         except ApiError as exc:
             status = exc.status
             _send(
@@ -501,6 +529,7 @@ class FakeSpotExchange:
                 exc.status,
                 json.dumps({"code": exc.code, "msg": exc.msg}).encode(),
                 "application/json",
+                limit_headers,
             )
         finally:
             with self._lock:
@@ -575,10 +604,7 @@ class FakeSpotExchange:
         return {
             "timezone": "UTC",
             "serverTime": self._now(),
-            "rateLimits": [
-                {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000},
-                {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100},
-            ],
+            "rateLimits": rate_limits_json(self.limits.budget),
             "exchangeFilters": [],
             "symbols": rows,
         }

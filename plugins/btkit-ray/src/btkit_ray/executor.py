@@ -15,6 +15,7 @@ driver's own venv; on a multi-node cluster the same distributions must be instal
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -63,8 +64,23 @@ def _without_uv_runtime_env(ray: Any) -> Callable[[], None]:
 
 
 def _run_item(fn: Callable[[Mapping[str, Any], Any], Any], shared: Mapping[str, Any], item: Any) -> Any:
-    """The body of every task (in a worker): ``fn(shared, item)``; an exception becomes a record."""
-    return call_task(fn, shared, item)
+    """The body of every task (in a worker): ``fn(shared, item)``; an exception becomes a record.
+
+    Ray workers install uvloop's event-loop policy. A backtest drives its own loop with hundreds of
+    ``run_until_complete`` calls and thousands of small tasks and no I/O, where uvloop costs more per call
+    than the standard loop (21 µs against 10 µs per ``run_until_complete`` measured in a worker here; a
+    year's trial ran ~25 % slower than in a process-pool worker). The task runs under the standard policy
+    and Ray's is put back afterwards.
+    """
+    ray_policy = asyncio.get_event_loop_policy()
+    asyncio.set_event_loop_policy(_STANDARD_POLICY)
+    try:
+        return call_task(fn, shared, item)
+    finally:
+        asyncio.set_event_loop_policy(ray_policy)
+
+
+_STANDARD_POLICY = asyncio.DefaultEventLoopPolicy()
 
 
 class RayExecutor:
@@ -115,7 +131,11 @@ class RayExecutor:
                 undo()
             self.start_seconds = time.perf_counter() - t0
             self.started_cluster = True
-            where = f"connected to the Ray cluster at {self.address}" if self.address else "started a local Ray cluster"
+            where = (
+                f"connected to the Ray cluster at {self.address}"
+                if self.address
+                else "started a local Ray cluster"
+            )
             log.info("ray: %s with %d CPUs in %.2f s", where, self.cpus(), self.start_seconds)
         t0 = time.perf_counter()
         self._shared_ref = ray.put(dict(shared))
@@ -150,7 +170,9 @@ class RayExecutor:
             return jobs
         return 2 * (jobs or cpus)
 
-    def map(self, fn: Callable[[Mapping[str, Any], Any], Any], items: Iterable[Any]) -> Iterator[tuple[int, Any]]:
+    def map(
+        self, fn: Callable[[Mapping[str, Any], Any], Any], items: Iterable[Any]
+    ) -> Iterator[tuple[int, Any]]:
         if self._task is None:
             raise RuntimeError("RayExecutor.map called before start()")
         ray = self._ray

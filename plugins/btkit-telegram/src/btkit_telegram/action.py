@@ -64,7 +64,9 @@ class BotApi:
             raise BotApiError(exc.code, str(body.get("description", exc.reason)), retry) from None
         except (urllib.error.URLError, OSError, ValueError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise BotApiError(0, mask(f"{type(exc).__name__}: {reason}").replace(self._token, "***")) from None
+            raise BotApiError(
+                0, mask(f"{type(exc).__name__}: {reason}").replace(self._token, "***")
+            ) from None
         if not body.get("ok", False):
             raise BotApiError(200, str(body.get("description", "not ok")))
         return body.get("result")
@@ -82,7 +84,9 @@ def _chat_ids(value: Any) -> tuple[int, ...]:
         try:
             out.append(int(text))
         except ValueError:
-            raise ConfigError(f"telegram: chat id {text!r} is not a number (use the numeric chat id)") from None
+            raise ConfigError(
+                f"telegram: chat id {text!r} is not a number (use the numeric chat id)"
+            ) from None
     return tuple(out)
 
 
@@ -156,7 +160,9 @@ class TelegramAction:
         **unknown: Any,
     ) -> None:
         if "token" in unknown or "bot_token" in unknown:
-            raise ConfigError(f"telegram: the bot token is read from {TOKEN_ENV} only; remove it from the options")
+            raise ConfigError(
+                f"telegram: the bot token is read from {TOKEN_ENV} only; remove it from the options"
+            )
         if unknown:
             raise ConfigError(
                 f"telegram: unknown option(s) {', '.join(sorted(unknown))}; use chat_ids, api_base_url, "

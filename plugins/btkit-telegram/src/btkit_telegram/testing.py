@@ -120,7 +120,9 @@ class FakeBotApi:
                         },
                     )
                     return
-                self.messages.append({"chat_id": body.get("chat_id"), "text": body.get("text"), "at": time.time()})
+                self.messages.append(
+                    {"chat_id": body.get("chat_id"), "text": body.get("text"), "at": time.time()}
+                )
                 self.cond.notify_all()
             self._reply(handler, 200, {"ok": True, "result": {"message_id": len(self.messages)}})
         elif method == "getUpdates":

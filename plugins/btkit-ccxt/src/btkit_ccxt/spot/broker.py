@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 
 from btkit.broker_payloads import ExchangeFill, client_order_id
 from btkit.errors import ConfigError, OrderDeletedError, OrderRejectedError, OrderTransientError
+from btkit_ccxt.reads import SharedRead
 from btkit_ccxt.spot.config import SpotConfig, key_env
 from btkit_ccxt.spot.errors import Outcome, classify
 
@@ -84,12 +85,12 @@ class CcxtSpotBroker:
         self._locks: dict[str, asyncio.Lock] = {}
         self.native_stop = False
         # one balance read shared by the checks of every symbol in the same moment (see _balances)
-        self._balance_task: asyncio.Future[Any] | None = None
-        self._balance_task_seq = -1  # when the balance read in flight started
-        self._seq = 0  # orders the events below: read starts, the bot's order writes and look-ups
-        self._wrote: dict[
-            str, int
-        ] = {}  # asset -> when the bot last sent, cancelled or looked at an order on it
+        self._balance_read: SharedRead[Any] = SharedRead(
+            lambda: self._read("reading balances", self._client.fetch_balance)
+        )
+        self._feed: Any = None  # the websocket order feed (spot/ws_fills.py) of _feed_loop, or None
+        self._feed_loop: asyncio.AbstractEventLoop | None = None
+        self.ws_stats: dict[str, int] = {}  # REST reads of websocket waits, by why (ws_fills.wait_order)
 
     # ================================================================ client and helpers
     @property
@@ -117,6 +118,7 @@ class CcxtSpotBroker:
                 timeout_ms=self.config.request_timeout_ms,
                 options=options,
                 config={"rateLimit": self.config.rate_limit_ms} if self.config.rate_limit_ms else None,
+                rate_limiter=self.config.rate_limiter,
             )
             self._client_loop = loop
         if not self._client.markets:
@@ -124,6 +126,9 @@ class CcxtSpotBroker:
         return self._client
 
     async def close(self) -> None:
+        feed, self._feed = self._feed, None
+        if feed is not None and self._feed_loop is asyncio.get_running_loop():
+            await feed.close()
         if self._client is not None:
             client, self._client = self._client, None
             await client.close()
@@ -224,26 +229,16 @@ class CcxtSpotBroker:
     def _touched(self, symbol: str) -> None:
         """The bot sent, cancelled or looked up an order on ``symbol``: its assets' balances may differ
         from any balance read that started before."""
-        self._seq += 1
         market = (self._client.markets or {}).get(symbol) if self._client is not None else None
-        for asset in (market["base"], market["quote"]) if market else ():
-            self._wrote[asset] = self._seq
+        self._balance_read.touched((market["base"], market["quote"]) if market else ())
 
     async def _balances(self, asset: str) -> Any:
-        """The account's balances, as fresh as ``asset`` needs: a read already in flight that started after
-        the bot last sent, cancelled or looked up an order touching ``asset`` is joined, otherwise a new read
-        starts. The checks and exits of many symbols in one tick (queued behind ccxt's rate limiter
-        together) then share a few reads instead of one each; a finished read is never reused."""
-        client = await self.client()
-        task = self._balance_task
-        if task is not None and not task.done() and self._balance_task_seq > self._wrote.get(asset, -1):
-            return await asyncio.shield(task)
-        self._seq += 1
-        self._balance_task_seq = self._seq
-        task = self._balance_task = asyncio.ensure_future(
-            self._read("reading balances", client.fetch_balance)
-        )
-        return await asyncio.shield(task)
+        """The account's balances, as fresh as ``asset`` needs (:class:`btkit_ccxt.reads.SharedRead`): a
+        read not sent yet, or sent after the bot last sent, cancelled or looked up an order touching
+        ``asset``, is joined, otherwise a new read starts. The checks and exits of many symbols in one tick
+        then share a few reads instead of one each; a finished read is never reused."""
+        await self.client()
+        return await self._balance_read.get(asset)
 
     async def _held(self, market: Mapping[str, Any]) -> Decimal:
         """free + locked of the base asset (see :meth:`_balances`)."""
@@ -331,8 +326,29 @@ class CcxtSpotBroker:
         finally:
             self._touched(symbol)
 
+    async def _start_feed(self) -> None:
+        from btkit_ccxt.spot.ws_fills import open_feed
+
+        loop = asyncio.get_running_loop()
+        if self._feed_loop is not loop:
+            self._feed = await open_feed(await self.client(), self.config, self._describe)
+            self._feed_loop = loop
+
     async def _wait(self, symbol: str, cid: str, order: dict[str, Any], seconds: float) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
+        if self._feed is not None and self._feed_loop is loop and self._feed.up:
+            from btkit_ccxt.spot.ws_fills import wait_order
+
+            return await wait_order(
+                self._feed,
+                lambda: self._lookup(symbol, cid),
+                order,
+                cid,
+                seconds,
+                poll_seconds=self.config.poll_interval_seconds,
+                reconcile_seconds=self.config.websocket_reconcile_seconds,
+                stats=self.ws_stats,
+            )
         deadline = loop.time() + seconds
         while order.get("status") == OPEN and loop.time() < deadline:
             await asyncio.sleep(self.config.poll_interval_seconds)
@@ -400,6 +416,7 @@ class CcxtSpotBroker:
             "" if self.native_stop else " (no native stop orders used)",
         )
         await self.reconcile(self._expected)
+        await self._start_feed()
         self._initialized = True
 
     async def reconcile(self, expected: Mapping[str, str | None]) -> list[str]:
@@ -447,6 +464,8 @@ class CcxtSpotBroker:
             async with self._init_lock:
                 if not self._initialized:
                     await self.wait_for_init()
+        if self._feed_loop is not asyncio.get_running_loop():
+            await self._start_feed()  # a new event loop: a feed of its own
         return client, self._market(client, symbol)
 
     # ================================================================ entries and protection

@@ -49,6 +49,18 @@ def _url(inst: Any, a: attrs.Attribute, v: Any) -> None:
         raise ConfigError(f"ccxt spot broker api_base_url must be an http(s) URL, got {v!r}")
 
 
+def _switch(value: Any) -> bool | None:
+    from btkit_ccxt.ws import parse_switch
+
+    return parse_switch(value, "ccxt spot broker websocket")
+
+
+def _ws_url(value: Any) -> str | dict[str, str] | None:
+    from btkit_ccxt.ws import check_ws_url
+
+    return check_ws_url(value, "ccxt spot broker ws_base_url")
+
+
 def _tuple(value: Any) -> tuple[str, ...]:
     if value is None:
         return ()
@@ -71,12 +83,24 @@ class SpotConfig:
     protection: str = attrs.field(default="auto", validator=_choice("auto", "native", "emulated"))
     request_timeout_ms: int = attrs.field(default=10_000, validator=_count)
     rate_limit_ms: int | None = attrs.field(default=None, validator=_count)
+    rate_limiter: str = attrs.field(default="binance", validator=_choice("binance", "ccxt"))
     submit_attempts: int = attrs.field(default=3, validator=_count)
     read_attempts: int = attrs.field(default=4, validator=_count)
     retry_delay_seconds: float = attrs.field(default=0.25, validator=_non_negative)
     quote_assets: tuple[str, ...] = attrs.field(default=("USDT",), converter=_tuple)
     foreign_assets: tuple[str, ...] = attrs.field(default=(), converter=_tuple)
     expected_positions: Mapping[str, str | None] | None = None
+    # websockets (btkit_ccxt.spot.ws_fills): None = on where ccxt.pro has watchOrders
+    websocket: bool | None = attrs.field(default=None, converter=_switch)
+    ws_base_url: str | dict[str, str] | None = attrs.field(default=None, converter=_ws_url)
+    websocket_reconcile_seconds: float = attrs.field(default=2.0, validator=_positive)
+
+    def __attrs_post_init__(self) -> None:
+        if self.websocket and self.api_base_url and not self.ws_base_url:
+            raise ConfigError(
+                f"ccxt:{self.exchange_id} broker: websocket = true with api_base_url needs ws_base_url (the "
+                "websocket endpoint of that server); set it, or websocket = false"
+            )
 
     @classmethod
     def from_options(cls, exchange_id: str, options: Mapping[str, Any]) -> SpotConfig:
