@@ -109,13 +109,16 @@ def cmd_live(args: argparse.Namespace, *, paper: bool) -> int:
         if result.action in ("opened", "closed", "cancelled", "scheduled"):
             when = iso(result.timestamp)
             extra = ""
+            price = result.current_price
+            if result.action == "opened":  # where the position was entered: the broker's fill when it gave one
+                price = result.signal.price_open
             if result.action == "closed":
                 extra = f" {result.close_reason} pnl {result.pnl.pnl_percentage:+.2f}%"
             elif result.action == "cancelled":
                 extra = f" {result.reason}"
             print(
                 mask(
-                    f"{when} {printable(result.symbol)} {result.action} @ {result.current_price:.8g}{extra}"
+                    f"{when} {printable(result.symbol)} {result.action} @ {price:.8g}{extra}"
                 ),
                 flush=True,
             )
