@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
@@ -21,8 +19,8 @@ from btkit.errors import OrderDeletedError, OrderRejectedError, OrderTransientEr
 from btkit.testing.broker_contract import Payloads
 from btkit_ccxt.spot import CcxtSpotBroker, derive_id
 from btkit_ccxt.testing import FakeSpotExchange, fake_spot_env, spot_client_options
+from btkit_ccxt.testing import run_then_close as run
 
-T = TypeVar("T")
 ORDER = "/api/v3/order"
 P = Payloads("BTCUSDT", 50000.0)  # cost 100 USDT: 0.002 BTC; stop 47500, take-profit 52500
 
@@ -31,14 +29,6 @@ def broker(fake: FakeSpotExchange, **options: Any) -> CcxtSpotBroker:
     return CcxtSpotBroker("binance", **spot_client_options(fake, **options))
 
 
-def run(b: CcxtSpotBroker, scenario: Callable[[], Awaitable[T]]) -> T:
-    async def main() -> T:
-        try:
-            return await scenario()
-        finally:
-            await b.close()
-
-    return asyncio.run(main())
 
 
 def btc(fake: FakeSpotExchange) -> Decimal:

@@ -8,9 +8,9 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
@@ -18,10 +18,10 @@ from btkit.broker_payloads import ExchangeFill
 from btkit.errors import ConfigError
 from btkit.testing.broker_contract import Payloads
 from btkit_ccxt.spot import CcxtSpotBroker
+from btkit_ccxt.testing import run_then_close as run
 from btkit_ccxt.testing_ws import FakeSpotWsExchange, fake_spot_ws, ws_client_options
 
 __all__ = ["fake_spot_ws"]
-T = TypeVar("T")
 ORDER = "/api/v3/order"
 RESTING = Payloads("BTCUSDT", 49000.0)  # a limit buy at 49000 while the fake trades at 50000: it rests
 
@@ -30,14 +30,6 @@ def broker(fake: FakeSpotWsExchange, **options: Any) -> CcxtSpotBroker:
     return CcxtSpotBroker("binance", **ws_client_options(fake, **options))
 
 
-def run(b: CcxtSpotBroker, scenario: Callable[[], Awaitable[T]]) -> T:
-    async def main() -> T:
-        try:
-            return await scenario()
-        finally:
-            await b.close()
-
-    return asyncio.run(main())
 
 
 async def once_resting(fake: FakeSpotWsExchange, cid: str, seconds: float, action: Callable[[], Any]) -> None:

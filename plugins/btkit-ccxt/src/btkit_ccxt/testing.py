@@ -26,10 +26,10 @@ import math
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from decimal import ROUND_DOWN, Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 import attrs
@@ -913,6 +913,22 @@ def spot_client_options(fake: FakeSpotExchange, **options: Any) -> dict[str, Any
     }
     settings.update(options)
     return settings
+
+
+_T = TypeVar("_T")
+
+
+def run_then_close(broker: Any, scenario: Callable[[], Awaitable[_T]]) -> _T:
+    """``asyncio.run(scenario())``, closing ``broker`` (its HTTP sessions and sockets) afterwards."""
+    import asyncio
+
+    async def main() -> _T:
+        try:
+            return await scenario()
+        finally:
+            await broker.close()
+
+    return asyncio.run(main())
 
 
 def fake_spot_env(fake: FakeSpotExchange, env: Mapping[str, str]) -> dict[str, str]:
